@@ -1,0 +1,28 @@
+"""Quickstart: a tiny text-to-video model on synthetic Shapes, end to end on one CPU.
+
+    mgen train --config=experiments/quickstart.py --workdir=runs/quickstart
+
+Trains the tiny TAE, encodes the data to latents once, trains a tiny DiT on them (TAE frozen,
+random frozen ByT5-style text encoder), then samples the held-out prompts into eval.json.
+`arg` scales the step counts, e.g. `experiments/quickstart.py:smoke` for a seconds-long run.
+"""
+from mgen_jax.configs.schema import default_experiment
+
+
+def get_config(arg=None):
+    cfg = default_experiment()
+    cfg.seed = 0
+    cfg.data.update(frames=16, height=32, width=32, num_clips=2000, num_shards=4, fps=8)
+    cfg.tae_train.update(steps=400, batch_size=16, lr=2e-3, warmup_steps=20, log_every=20,
+                         checkpoint_every=100)
+    cfg.dit_train.update(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, log_every=50,
+                         checkpoint_every=500, weight_decay=0.0)
+    cfg.eval.update(samples_per_prompt=4, sample_steps=50, cfg_scale=5.0)
+    if arg == "smoke":  # wiring check: seconds, not accuracy
+        cfg.data.num_clips = 64
+        cfg.tae_train.update(steps=4, batch_size=4, log_every=2, checkpoint_every=2, warmup_steps=1)
+        cfg.dit_train.update(steps=4, batch_size=8, log_every=2, checkpoint_every=2, warmup_steps=1)
+        cfg.eval.update(samples_per_prompt=1, sample_steps=4)
+    elif arg is not None:
+        raise ValueError(f"quickstart arg {arg!r} unknown (use nothing or 'smoke')")
+    return cfg

@@ -1,0 +1,102 @@
+"""`mgen`: the command-line entry point (train, sample, eval)."""
+import argparse
+import json
+import os
+import sys
+
+
+def _split_overrides(argv):
+    """Pull `--config.a.b=v` (or `--config.a.b v`) out of argv; return (overrides, rest)."""
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            body = arg[len("--config."):]
+            if "=" not in body:
+                if i + 1 >= len(argv):
+                    sys.exit(f"mgen: {arg} needs a value")
+                body, i = f"{body}={argv[i + 1]}", i + 1
+            overrides.append(body)
+        else:
+            rest.append(arg)
+        i += 1
+    return overrides, rest
+
+
+def _cmd_train(args, overrides):
+    from mgen_jax.configs.loading import load_config
+    from mgen_jax.configs.validation import ConfigError
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        sys.exit(f"mgen train: bad config: {err}")
+    from mgen_jax.training.text_to_video_job import run_text_to_video
+    run_text_to_video(cfg, args.workdir, show_progress=not args.no_progress,
+                      evaluate=not args.skip_eval)
+
+
+def _cmd_sample(args, _):
+    import numpy as np
+    from mgen_jax.inference.loading import load_text_to_video
+    from mgen_jax.inference.video_io import write_mp4
+    pipeline = load_text_to_video(args.workdir)
+    videos = pipeline.generate(args.prompt, seed=args.seed, steps=args.steps, cfg_scale=args.cfg,
+                               frames=args.frames, height=args.height, width=args.width)
+    os.makedirs(args.out, exist_ok=True)
+    mapping = {}
+    for i, (prompt, video) in enumerate(zip(args.prompt, videos)):
+        name = f"{i:03d}_" + "".join(c if c.isalnum() else "_" for c in prompt)[:80] + ".mp4"
+        write_mp4(os.path.join(args.out, name), np.asarray(video), fps=pipeline.cfg.data.fps,
+                  scale=args.scale)
+        mapping[prompt] = name
+    with open(os.path.join(args.out, "samples.json"), "w") as f:
+        json.dump(mapping, f, indent=2)
+    print(json.dumps(mapping, indent=2))
+
+
+def _cmd_eval(args, _):
+    from mgen_jax.evaluation.heldout import evaluate_workdir
+    evaluate_workdir(args.workdir, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mgen", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="run an experiment (resumes from --workdir)")
+    train.add_argument("--config", required=True, help="experiments/NAME.py[:arg]")
+    train.add_argument("--workdir", required=True)
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--skip-eval", action="store_true", help="do not evaluate at the end")
+    train.set_defaults(func=_cmd_train)
+
+    sample = sub.add_parser("sample", help="generate videos from prompts")
+    sample.add_argument("--workdir", required=True)
+    sample.add_argument("--prompt", action="append", required=True)
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--steps", type=int, default=None)
+    sample.add_argument("--cfg", type=float, default=None)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--frames", type=int, default=None)
+    sample.add_argument("--height", type=int, default=None)
+    sample.add_argument("--width", type=int, default=None)
+    sample.add_argument("--scale", type=int, default=4, help="integer upscale of the mp4")
+    sample.set_defaults(func=_cmd_sample)
+
+    ev = sub.add_parser("eval", help="write the experiment's evaluation JSON")
+    ev.add_argument("--workdir", required=True)
+    ev.add_argument("--out", default=None)
+    ev.set_defaults(func=_cmd_eval)
+    return parser
+
+
+def main(argv=None) -> None:
+    overrides, rest = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(rest)
+    if overrides and args.command != "train":
+        sys.exit(f"mgen {args.command}: --config.* overrides only apply to `mgen train`")
+    args.func(args, overrides)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The full experiment schema: every key a config may hold, with its default, built from the pieces.
+
+validate() compares an experiment's config against this tree, so a misspelt key in an experiment
+file fails as loudly as a misspelt command-line override.
+"""
+import ml_collections
+
+from mgen_jax.configs.data import shapes_data_config
+from mgen_jax.configs.dit import dit_config
+from mgen_jax.configs.evaluation import eval_config
+from mgen_jax.configs.flow import flow_config
+from mgen_jax.configs.mesh import mesh_config
+from mgen_jax.configs.optim import optim_config
+from mgen_jax.configs.tae import tae_config
+from mgen_jax.configs.text import text_config
+
+JOBS = ("text_to_video",)
+
+
+def default_experiment() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        job="text_to_video",
+        seed=0,
+        param_dtype="float32",
+        compute_dtype="float32",
+        mesh=mesh_config(),
+        data=shapes_data_config(),
+        tae=tae_config(),
+        tae_train=optim_config(),
+        text=text_config(),
+        dit=dit_config(),
+        dit_train=optim_config(),
+        flow=flow_config(),
+        eval=eval_config(),
+    ))

@@ -1,0 +1,35 @@
+"""Temporal autoencoder sub-configs: an LDM image autoencoder inflated to video (2.5D)."""
+import ml_collections
+
+TAE_PRESETS = {
+    # Small enough to train on Shapes on a 2-core CPU in a few minutes.
+    "tiny": dict(ch=16, ch_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=16, attention=True),
+    # The paper-size spatial backbone (SD-style VAE: ch 128, mult 1,2,4,4, z 16).
+    "paper": dict(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=16, attention=True),
+}
+
+
+def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
+    if size not in TAE_PRESETS:
+        raise ValueError(f"tae size {size!r} unknown; choose one of {sorted(TAE_PRESETS)}")
+    cfg = dict(TAE_PRESETS[size])
+    cfg.update(
+        # Spatial compression is 2**(len(ch_mult)-1); temporal downsampling happens in the first
+        # `temporal_downsamples` levels (3 → 8x in time, as in Movie Gen).
+        temporal_downsamples=3,
+        norm_groups=8,
+        kl_weight=1e-6,
+        # Latents are normalised as (z - shift) * scale before the DiT sees them; both are
+        # measured on the training data after the TAE is trained (0 / 1 until then).
+        latent_shift=0.0,
+        latent_scale=1.0,
+    )
+    return ml_collections.ConfigDict(cfg)
+
+
+def spatial_compression(tae_cfg) -> int:
+    return 2 ** (len(tae_cfg.ch_mult) - 1)
+
+
+def temporal_compression(tae_cfg) -> int:
+    return 2 ** tae_cfg.temporal_downsamples

@@ -1,0 +1,83 @@
+"""validate(config): reject unknown keys and impossible shapes before any JAX work happens."""
+from typing import Any
+
+import ml_collections
+
+from mgen_jax.configs.mesh import MESH_AXES
+from mgen_jax.configs.schema import JOBS, default_experiment
+from mgen_jax.configs.tae import spatial_compression, temporal_compression
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the offending key."""
+
+
+def _check_keys(cfg: Any, schema: Any, prefix: str) -> None:
+    if not isinstance(schema, ml_collections.ConfigDict):
+        return
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise ConfigError(f"config key {prefix!r} must be a group of keys, got {cfg!r}")
+    for key in cfg.keys():
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in schema:
+            known = ", ".join(sorted(schema.keys()))
+            raise ConfigError(f"unknown config key {name!r} (known here: {known})")
+        _check_keys(cfg[key], schema[key], name)
+    for key in schema.keys():
+        if key not in cfg:
+            raise ConfigError(f"config key {(prefix + '.' if prefix else '') + key!r} is missing")
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Returns cfg unchanged if it can run; raises ConfigError naming the key otherwise."""
+    _check_keys(cfg, default_experiment(), "")
+    _require(cfg.job in JOBS, "job", f"{cfg.job!r} is not one of {JOBS}")
+    for key in ("param_dtype", "compute_dtype"):
+        _require(cfg[key] in ("float32", "bfloat16"), key, f"{cfg[key]!r} not float32/bfloat16")
+
+    sizes = [cfg.mesh[a] for a in MESH_AXES]
+    _require(sum(s == -1 for s in sizes) <= 1, "mesh", "at most one axis may be -1")
+    for a in MESH_AXES:
+        _require(cfg.mesh[a] == -1 or cfg.mesh[a] >= 1, f"mesh.{a}", "must be -1 or >= 1")
+
+    tae, dit, data = cfg.tae, cfg.dit, cfg.data
+    _require(tae.z_channels >= 1, "tae.z_channels", "must be >= 1")
+    _require(len(tae.ch_mult) >= 1, "tae.ch_mult", "needs at least one level")
+    _require(0 <= tae.temporal_downsamples <= len(tae.ch_mult) - 1, "tae.temporal_downsamples",
+             f"must be between 0 and len(tae.ch_mult)-1 = {len(tae.ch_mult) - 1}")
+    for m in tae.ch_mult:
+        _require((tae.ch * m) % tae.norm_groups == 0, "tae.norm_groups",
+                 f"{tae.norm_groups} groups do not divide {tae.ch * m} channels")
+
+    s, tc = spatial_compression(tae), temporal_compression(tae)
+    pt, ph, pw = dit.patch_size
+    for key, size, div in (("data.frames", data.frames, tc * pt), ("data.height", data.height, s * ph),
+                           ("data.width", data.width, s * pw)):
+        _require(size >= div and size % div == 0, key,
+                 f"{size} is not a positive multiple of TAE compression x patch size = {div}")
+    grid = (data.frames // tc // pt, data.height // s // ph, data.width // s // pw)
+    for axis, n, limit in zip("thw", grid, dit.max_positions):
+        _require(n <= limit, "dit.max_positions",
+                 f"{n} latent {axis}-patches exceed the {axis} position table of {limit}")
+    _require(dit.width % dit.num_heads == 0, "dit.num_heads",
+             f"{dit.num_heads} heads do not divide width {dit.width}")
+    _require(dit.remat in ("none", "full"), "dit.remat", f"{dit.remat!r} unknown (none|full)")
+
+    _require(cfg.flow.schedule in ("linear", "linear_quadratic"), "flow.schedule",
+             f"{cfg.flow.schedule!r} unknown")
+    _require(cfg.flow.sample_steps >= 2, "flow.sample_steps", "must be >= 2")
+    _require(0.0 <= cfg.flow.text_dropout < 1.0, "flow.text_dropout", "must be in [0, 1)")
+    for name in ("tae_train", "dit_train"):
+        o = cfg[name]
+        _require(o.steps >= 0, f"{name}.steps", "must be >= 0")
+        _require(o.batch_size >= 1, f"{name}.batch_size", "must be >= 1")
+        _require(o.lr > 0, f"{name}.lr", "must be > 0")
+        _require(0 <= o.warmup_steps <= max(o.steps, 1), f"{name}.warmup_steps", "must be <= steps")
+        _require(o.checkpoint_every >= 1 and o.log_every >= 1, name, "log/checkpoint intervals >= 1")
+    _require(cfg.text.max_length >= 2, "text.max_length", "must be >= 2")
+    return cfg

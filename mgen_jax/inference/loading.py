@@ -1,0 +1,40 @@
+"""Load a trained text-to-video pipeline from a training workdir (config + latest checkpoints)."""
+import os
+
+import jax
+
+from mgen_jax.checkpointing.manager import PhaseCheckpointer
+from mgen_jax.inference.text_to_video import TextToVideo
+from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.parallel.logical_rules import rules_from_preset
+from mgen_jax.parallel.mesh import build_mesh
+from mgen_jax.parallel.sharding import replicated
+from mgen_jax.training.optimizer import make_optimizer
+from mgen_jax.training.sharded_training import abstract_train_state, train_state_shardings
+from mgen_jax.training.text_to_video_job import load_workdir_config
+
+
+def _restore_phase(workdir, phase, model, opt_cfg, mesh, rules, abstract_frozen=None):
+    ckpt = PhaseCheckpointer(os.path.join(workdir, "checkpoints", phase))
+    step = ckpt.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{workdir} has no {phase} checkpoint yet: train first")
+    optimizer = make_optimizer(opt_cfg)
+    abstract = abstract_train_state(model, optimizer,
+                                    train_state_shardings(model, optimizer, mesh, rules))
+    state, frozen, meta = ckpt.restore(step, abstract, abstract_frozen=abstract_frozen)
+    return state.params, frozen, meta, step
+
+
+def load_text_to_video(workdir: str) -> TextToVideo:
+    cfg = load_workdir_config(workdir)
+    mesh, rules = build_mesh(cfg.mesh), rules_from_preset(cfg.mesh.rules)
+    tae_params, _, _, _ = _restore_phase(workdir, "tae", build_tae(cfg), cfg.tae_train, mesh, rules)
+    text_encoder = build_text_encoder(cfg)
+    abstract_text = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)),
+        text_encoder.abstract_params())
+    dit_params, text_params, meta, _ = _restore_phase(workdir, "dit", build_dit(cfg), cfg.dit_train,
+                                                      mesh, rules, abstract_frozen=abstract_text)
+    return TextToVideo(cfg, tae_params=tae_params, text_params=text_params, dit_params=dit_params,
+                       latent_shift=meta["latent_shift"], latent_scale=meta["latent_scale"])

@@ -1,0 +1,104 @@
+"""T5 encoder (v1.1 / UL2 / ByT5 family) in Flax NNX.
+
+Pre-norm blocks with T5's RMS LayerNorm (no mean subtraction, no bias), unscaled dot-product
+attention with a learned relative-position bias (computed once by the first block and shared by
+all blocks), and a gated-GELU feed-forward. No biases anywhere. Module names mirror the
+transformers checkpoint layout so a weight converter is a plain key map.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mgen_jax.models.layers import Dense, RMSNorm, param
+
+
+def relative_position_bucket(relative_position: jax.Array, *, num_buckets: int,
+                             max_distance: int) -> jax.Array:
+    """T5's bidirectional bucketing: exact buckets for small offsets, log-spaced beyond."""
+    num_buckets //= 2
+    buckets = (relative_position > 0).astype(jnp.int32) * num_buckets
+    n = jnp.abs(relative_position)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    large = max_exact + (
+        jnp.log(jnp.maximum(n, 1).astype(jnp.float32) / max_exact)
+        / math.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(jnp.int32)
+    large = jnp.minimum(large, num_buckets - 1)
+    return buckets + jnp.where(is_small, n, large)
+
+
+class T5Attention(nnx.Module):
+    def __init__(self, cfg, *, has_relative_bias: bool, rngs: nnx.Rngs):
+        inner = cfg.num_heads * cfg.d_kv
+        self.q = Dense(cfg.d_model, inner, axes=("embed", "heads"), use_bias=False, rngs=rngs)
+        self.k = Dense(cfg.d_model, inner, axes=("embed", "heads"), use_bias=False, rngs=rngs)
+        self.v = Dense(cfg.d_model, inner, axes=("embed", "heads"), use_bias=False, rngs=rngs)
+        self.o = Dense(inner, cfg.d_model, axes=("heads", "embed"), use_bias=False, rngs=rngs)
+        self.relative_attention_bias = (
+            param(rngs, nnx.initializers.normal(1.0), (cfg.relative_attention_num_buckets,
+                                                       cfg.num_heads), ("table", "heads"))
+            if has_relative_bias else None)
+        self.num_heads, self.d_kv = cfg.num_heads, cfg.d_kv
+        self.num_buckets = cfg.relative_attention_num_buckets
+        self.max_distance = cfg.relative_attention_max_distance
+
+    def position_bias(self, length: int) -> jax.Array:
+        """[1, heads, L, L] additive bias from the relative-position table."""
+        pos = jnp.arange(length)
+        buckets = relative_position_bucket(pos[None, :] - pos[:, None],
+                                           num_buckets=self.num_buckets,
+                                           max_distance=self.max_distance)
+        return jnp.transpose(self.relative_attention_bias.value[buckets], (2, 0, 1))[None]
+
+    def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
+        b, length, _ = x.shape
+        split = lambda t: t.reshape(b, length, self.num_heads, self.d_kv)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) + bias
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, -1)
+        return self.o(out)
+
+
+class T5GatedFeedForward(nnx.Module):
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        self.wi_0 = Dense(cfg.d_model, cfg.d_ff, axes=("embed", "mlp"), use_bias=False, rngs=rngs)
+        self.wi_1 = Dense(cfg.d_model, cfg.d_ff, axes=("embed", "mlp"), use_bias=False, rngs=rngs)
+        self.wo = Dense(cfg.d_ff, cfg.d_model, axes=("mlp", "embed"), use_bias=False, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.wo(jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x))
+
+
+class T5Block(nnx.Module):
+    def __init__(self, cfg, *, has_relative_bias: bool, rngs: nnx.Rngs):
+        self.attention_norm = RMSNorm(cfg.d_model, eps=cfg.layer_norm_eps, rngs=rngs)
+        self.attention = T5Attention(cfg, has_relative_bias=has_relative_bias, rngs=rngs)
+        self.ffn_norm = RMSNorm(cfg.d_model, eps=cfg.layer_norm_eps, rngs=rngs)
+        self.ffn = T5GatedFeedForward(cfg, rngs=rngs)
+
+    def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
+        x = x + self.attention(self.attention_norm(x), bias)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class T5Encoder(nnx.Module):
+    """token ids [B, L] + mask [B, L] -> last hidden states [B, L, d_model]."""
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        self.shared = param(rngs, nnx.initializers.normal(1.0), (cfg.vocab_size, cfg.d_model),
+                            ("vocab", "embed"))
+        self.blocks = nnx.List([T5Block(cfg, has_relative_bias=(i == 0), rngs=rngs)
+                                for i in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.d_model, eps=cfg.layer_norm_eps, rngs=rngs)
+
+    def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
+        x = self.shared.value[ids]
+        bias = self.blocks[0].attention.position_bias(ids.shape[1])
+        bias = bias + jnp.where(mask[:, None, None, :].astype(bool), 0.0,
+                                jnp.finfo(jnp.float32).min)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.final_norm(x)

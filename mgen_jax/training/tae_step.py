@@ -1,0 +1,35 @@
+"""Pure TAE train step: L1 reconstruction + KL, on a posterior sample."""
+import jax
+import jax.numpy as jnp
+import optax
+
+from mgen_jax.models.pure_model import PureModel
+from mgen_jax.models.tae.autoencoder import kl_divergence
+from mgen_jax.training.train_state import TrainState
+
+
+def video_to_float(video_uint8: jax.Array) -> jax.Array:
+    return video_uint8.astype(jnp.float32) / 127.5 - 1.0
+
+
+def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
+    """PSNR in dB for videos in [-1, 1] (peak-to-peak 2)."""
+    mse = jnp.mean(jnp.square(jnp.clip(a, -1, 1) - b))
+    return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))
+
+
+def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation, kl_weight: float):
+    def train_step(state: TrainState, batch: dict, key: jax.Array):
+        video = video_to_float(batch["video"])
+
+        def loss_fn(params):
+            recon, mean, logvar = tae.bind(params)(video, key)
+            l1 = jnp.mean(jnp.abs(recon - video))
+            kl = kl_divergence(mean, logvar)
+            return l1 + kl_weight * kl, {"l1": l1, "kl": kl, "psnr": psnr(recon, video)}
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state.apply_gradients(grads, optimizer)
+        return state, {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+
+    return train_step

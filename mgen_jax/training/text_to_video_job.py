@@ -1,0 +1,202 @@
+"""The text-to-video job behind `mgen train`: data -> TAE -> latents -> DiT -> evaluation.
+
+Every phase checkpoints under <workdir>/checkpoints/<phase> and is skipped when its final
+checkpoint exists, so re-running the same command after a crash resumes where it stopped."""
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from data_pipelines.grain_pipeline import make_train_iterator
+from data_pipelines.precompute_latents import decode_latent_record, precompute_latents
+from data_pipelines.shapes_writer import write_shapes_dataset
+from mgen_jax.checkpointing.manager import PhaseCheckpointer
+from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.models.text.tokenizer import tokenize_bytes
+from mgen_jax.parallel.logical_rules import activation_sharding, rules_from_preset
+from mgen_jax.parallel.mesh import build_mesh
+from mgen_jax.parallel.sharding import replicated
+from mgen_jax.training.dit_step import make_dit_train_step
+from mgen_jax.training.loop import run_training
+from mgen_jax.training.metrics import MetricsWriter
+from mgen_jax.training.optimizer import make_optimizer
+from mgen_jax.training.sharded_training import (abstract_train_state, batch_shardings,
+                                                init_train_state, jit_train_step,
+                                                to_device_batch, train_state_shardings)
+from mgen_jax.training.tae_step import make_tae_train_step
+
+CONFIG_FILE = "config.json"
+
+
+def save_or_check_config(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir belongs to one config: resuming with a different one is refused."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    text = cfg.to_json_best_effort(indent=2, sort_keys=True)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old != json.loads(text):
+            diff = sorted(k for k in set(old) | set(json.loads(text))
+                          if old.get(k) != json.loads(text).get(k))
+            raise ValueError(f"{workdir} was created with a different config (differs in "
+                             f"{diff}); use a new --workdir")
+        return
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} holds no {CONFIG_FILE}: not an mgen training workdir")
+    with open(path) as f:
+        return ml_collections.ConfigDict(_lists_to_tuples(json.load(f)))
+
+
+def _lists_to_tuples(d):
+    if isinstance(d, dict):
+        return {k: _lists_to_tuples(v) for k, v in d.items()}
+    return tuple(d) if isinstance(d, list) else d
+
+
+class _Context:
+    def __init__(self, cfg, workdir, show_progress):
+        self.cfg, self.workdir, self.show_progress = cfg, workdir, show_progress
+        self.mesh = build_mesh(cfg.mesh)
+        self.rules = rules_from_preset(cfg.mesh.rules)
+        self.key = jax.random.key(cfg.seed)
+        self.data_dir = cfg.data.dir or os.path.join(workdir, "data")
+
+    def checkpointer(self, phase, keep):
+        return PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase), keep=keep)
+
+    def iterator(self, data_dir, batch_size, seed, decode=None):
+        local = batch_size // jax.process_count()
+        kwargs = {} if decode is None else {"decode": decode}
+        return make_train_iterator(data_dir, batch_size=local, seed=seed,
+                                   process_index=jax.process_index(),
+                                   process_count=jax.process_count(), **kwargs)
+
+
+PHASE_SEEDS = {"tae": 1, "dit": 2}
+
+
+def _train_phase(ctx, *, phase, model, opt_cfg, make_step, iterator, example_batch,
+                 frozen=None, frozen_shardings=None, meta=None):
+    """Restore-or-init, then train one model to opt_cfg.steps; returns its TrainState."""
+    optimizer = make_optimizer(opt_cfg)
+    state_sh = train_state_shardings(model, optimizer, ctx.mesh, ctx.rules)
+    ckpt = ctx.checkpointer(phase, opt_cfg.keep_checkpoints)
+    latest = ckpt.latest_step()
+    if latest is not None:
+        abstract_frozen = None
+        if frozen is not None:
+            abstract_frozen = jax.tree.map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), frozen,
+                frozen_shardings)
+        state, restored_frozen, _ = ckpt.restore(
+            latest, abstract_train_state(model, optimizer, state_sh),
+            abstract_frozen=abstract_frozen, iterator=iterator)
+        frozen = restored_frozen if frozen is not None else None
+        print(f"[{phase}] resumed from step {latest}")
+    else:
+        init_key = jax.random.fold_in(jax.random.fold_in(ctx.key, PHASE_SEEDS[phase]), 0)
+        state = init_train_state(model, optimizer, init_key, state_sh)
+    if int(jax.device_get(state.step)) >= opt_cfg.steps:
+        return state, frozen
+    batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
+    step_fn = make_step(optimizer)
+
+    def traced_step(*args):
+        with activation_sharding(ctx.mesh, ctx.rules):
+            return step_fn(*args)
+
+    extra = () if frozen is None else (frozen,)
+    jitted = jit_train_step(traced_step, ctx.mesh, state_sh, batch_sh,
+                            () if frozen is None else (frozen_shardings,))
+    writer = MetricsWriter(ctx.workdir, phase)
+    state = run_training(
+        phase=phase, step_fn=jitted, state=state, num_steps=opt_cfg.steps, iterator=iterator,
+        to_device=lambda b: to_device_batch(b, batch_sh),
+        key=jax.random.fold_in(jax.random.fold_in(ctx.key, PHASE_SEEDS[phase]), 1),
+        checkpointer=ckpt, writer=writer, log_every=opt_cfg.log_every,
+        checkpoint_every=opt_cfg.checkpoint_every, extra_args=extra, frozen=frozen, meta=meta,
+        show_progress=ctx.show_progress)
+    writer.close()
+    return state, frozen
+
+
+def train_tae(ctx) -> dict:
+    cfg = ctx.cfg
+    tae = build_tae(cfg)
+    it = ctx.iterator(ctx.data_dir, cfg.tae_train.batch_size, cfg.data.seed + 1)
+    example = {"video": np.zeros((cfg.tae_train.batch_size, cfg.data.frames, cfg.data.height,
+                                  cfg.data.width, 3), np.uint8)}
+    state, _ = _train_phase(
+        ctx, phase="tae", model=tae, opt_cfg=cfg.tae_train, iterator=it, example_batch=example,
+        make_step=lambda opt: make_tae_train_step(tae, opt, cfg.tae.kl_weight),
+        meta={"params": tae.num_params()})
+    return state
+
+
+def encode_latents(ctx, tae_params, tae_step: int) -> dict:
+    cfg = ctx.cfg
+    tae = build_tae(cfg)
+
+    @jax.jit
+    def encode(params, video):
+        return tae.bind(params).encode(video.astype(np.float32) / 127.5 - 1.0)
+
+    return precompute_latents(
+        ctx.data_dir, os.path.join(ctx.workdir, "latents"),
+        encode=lambda v: encode(tae_params, v),
+        tokenize=lambda caps: tokenize_bytes(caps, cfg.text.max_length),
+        batch_size=32, fingerprint={"tae_step": tae_step, "max_length": cfg.text.max_length},
+        process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def train_dit(ctx, latents_manifest: dict):
+    cfg = ctx.cfg
+    dit, text_encoder = build_dit(cfg), build_text_encoder(cfg)
+    text_sh = jax.tree.map(lambda _: replicated(ctx.mesh), text_encoder.abstract_params())
+    # The frozen text encoder: random with a fixed seed (real weights come from `mgen convert`).
+    text_params = text_encoder.init(jax.random.key(cfg.text.init_seed), text_sh)
+    latent_dir = os.path.join(ctx.workdir, "latents")
+    it = ctx.iterator(latent_dir, cfg.dit_train.batch_size, cfg.data.seed + 2,
+                      decode=decode_latent_record)
+    b = cfg.dit_train.batch_size
+    latent_shape = (b,) + tuple(latents_manifest["latent_shape"])
+    example = {"latent_mean": np.zeros(latent_shape, np.float32),
+               "latent_logvar": np.zeros(latent_shape, np.float32),
+               "ids": np.zeros((b, cfg.text.max_length), np.int32),
+               "mask": np.zeros((b, cfg.text.max_length), np.int32)}
+    empty = tokenize_bytes([""], cfg.text.max_length)
+    shift, scale = latents_manifest["latent_shift"], latents_manifest["latent_scale"]
+    state, text_params = _train_phase(
+        ctx, phase="dit", model=dit, opt_cfg=cfg.dit_train, iterator=it, example_batch=example,
+        frozen=text_params, frozen_shardings=text_sh,
+        make_step=lambda opt: make_dit_train_step(
+            dit, text_encoder, opt, flow_cfg=cfg.flow, latent_shift=shift, latent_scale=scale,
+            empty_ids=empty["ids"][0], empty_mask=empty["mask"][0]),
+        meta={"params": dit.num_params(), "latent_shift": shift, "latent_scale": scale})
+    return state, text_params
+
+
+def run_text_to_video(cfg: ml_collections.ConfigDict, workdir: str, *,
+                      show_progress: bool = True, evaluate: bool = True) -> dict | None:
+    os.makedirs(workdir, exist_ok=True)
+    save_or_check_config(cfg, workdir)
+    ctx = _Context(cfg, workdir, show_progress)
+    d = cfg.data
+    write_shapes_dataset(ctx.data_dir, num_clips=d.num_clips, num_shards=d.num_shards,
+                         frames=d.frames, height=d.height, width=d.width, seed=d.seed)
+    tae_state = train_tae(ctx)
+    manifest = encode_latents(ctx, tae_state.params, int(jax.device_get(tae_state.step)))
+    train_dit(ctx, manifest)
+    if not evaluate:
+        return None
+    from mgen_jax.evaluation.heldout import evaluate_workdir
+    return evaluate_workdir(workdir)

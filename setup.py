@@ -1,0 +1,33 @@
+"""mgen_jax: a JAX/TPU-native re-implementation of Meta's Movie Gen."""
+from setuptools import find_packages, setup
+
+setup(
+    name="mgen_jax",
+    version="0.1.0",
+    description="Movie Gen (text-to-video flow matching) in JAX / Flax NNX",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mgen_jax", "mgen_jax.*", "data_pipelines", "data_pipelines.*"]),
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.12",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11",
+        "grain>=0.2.12",
+        "array_record>=0.7",
+        "tensorflow-datasets>=4.9",
+        "transformers>=4.46",
+        "ml-collections>=1.0",
+        "numpy>=1.26",
+        "av>=12",          # PyAV: mp4 encode/decode
+        "pillow>=10",      # PNG contact sheets
+        "tensorboardX>=2.6",
+        "tqdm>=4.66",
+        "msgpack>=1.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3"],
+        "tpu": ["libtpu"],
+    },
+    entry_points={"console_scripts": ["mgen=mgen_jax.cli:main"]},
+)
