@@ -24,6 +24,7 @@ setup(
         "tensorboardX>=2.6",
         "tqdm>=4.66",
         "msgpack>=1.0",
+        "scipy>=1.11",     # connected components in the attribute evaluator
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3"],

@@ -2,10 +2,14 @@
 import ml_collections
 
 TAE_PRESETS = {
-    # Small enough to train on Shapes on a 2-core CPU in a few minutes.
-    "tiny": dict(ch=16, ch_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=16, attention=True),
-    # The paper-size spatial backbone (SD-style VAE: ch 128, mult 1,2,4,4, z 16).
-    "paper": dict(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=16, attention=True),
+    # Small enough to train on Shapes on a 2-core CPU in a few minutes: a 2x2x2 space/time-to-
+    # depth patch in front (as in patch-based video tokenizers) replaces the most expensive,
+    # full-resolution level; 2 spatial and 2 temporal downsamplings make up the rest of 8x8x8.
+    "tiny": dict(ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, z_channels=16, attention=True,
+                 pixel_patch=(2, 2), temporal_downsamples=2),
+    # The paper-size spatial backbone (SD-style VAE: ch 128, mult 1,2,4,4, z 16), no patching.
+    "paper": dict(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=16, attention=True,
+                  pixel_patch=(1, 1), temporal_downsamples=3),
 }
 
 
@@ -14,11 +18,12 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         raise ValueError(f"tae size {size!r} unknown; choose one of {sorted(TAE_PRESETS)}")
     cfg = dict(TAE_PRESETS[size])
     cfg.update(
-        # Spatial compression is 2**(len(ch_mult)-1); temporal downsampling happens in the first
-        # `temporal_downsamples` levels (3 → 8x in time, as in Movie Gen).
-        temporal_downsamples=3,
+        # Spatial compression is pixel_patch[1] * 2**(len(ch_mult)-1); temporal compression is
+        # pixel_patch[0] * 2**temporal_downsamples, the downsampling happening in the first
+        # levels (paper: no patch, 3 levels -> 8x in time, as in Movie Gen).
         norm_groups=8,
         kl_weight=1e-6,
+        mse_weight=0.0,  # added to the L1 reconstruction loss (helps tiny models fit faster)
         # Latents are normalised as (z - shift) * scale before the DiT sees them; both are
         # measured on the training data after the TAE is trained (0 / 1 until then).
         latent_shift=0.0,
@@ -28,8 +33,8 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
 
 
 def spatial_compression(tae_cfg) -> int:
-    return 2 ** (len(tae_cfg.ch_mult) - 1)
+    return tae_cfg.pixel_patch[1] * 2 ** (len(tae_cfg.ch_mult) - 1)
 
 
 def temporal_compression(tae_cfg) -> int:
-    return 2 ** tae_cfg.temporal_downsamples
+    return tae_cfg.pixel_patch[0] * 2 ** tae_cfg.temporal_downsamples

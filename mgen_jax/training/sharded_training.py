@@ -7,6 +7,7 @@ import optax
 from jax.sharding import Mesh
 
 from mgen_jax.models.pure_model import PureModel
+from mgen_jax.parallel.logical_rules import activation_sharding
 from mgen_jax.parallel.sharding import batch_sharding, replicated
 from mgen_jax.training.train_state import TrainState
 
@@ -44,11 +45,17 @@ def to_device_batch(batch: dict, shardings: dict) -> dict:
             for k in shardings}
 
 
-def jit_train_step(step_fn: Callable, mesh: Mesh, state_shardings: TrainState,
+def jit_train_step(step_fn: Callable, mesh: Mesh, rules: dict, state_shardings: TrainState,
                    batch_sh: dict, extra_shardings: tuple = ()) -> Callable:
-    """step_fn(state, *extra, batch, key) -> (state, metrics), with state donated."""
+    """step_fn(state, *extra, batch, key) -> (state, metrics), jitted with explicit shardings,
+    the state donated, and activations constrained by the logical rules while tracing."""
     repl = replicated(mesh)
-    return jax.jit(step_fn,
+
+    def traced_step(*args):
+        with activation_sharding(mesh, rules):
+            return step_fn(*args)
+
+    return jax.jit(traced_step,
                    in_shardings=(state_shardings, *extra_shardings, batch_sh, repl),
                    out_shardings=(state_shardings, repl),
                    donate_argnums=(0,))

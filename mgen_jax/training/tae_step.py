@@ -1,4 +1,4 @@
-"""Pure TAE train step: L1 reconstruction + KL, on a posterior sample."""
+"""Pure TAE train step: L1 (+ optional MSE) reconstruction + KL, on a posterior sample."""
 import jax
 import jax.numpy as jnp
 import optax
@@ -18,15 +18,18 @@ def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
     return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))
 
 
-def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation, kl_weight: float):
+def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation, kl_weight: float,
+                        mse_weight: float = 0.0):
     def train_step(state: TrainState, batch: dict, key: jax.Array):
         video = video_to_float(batch["video"])
 
         def loss_fn(params):
             recon, mean, logvar = tae.bind(params)(video, key)
             l1 = jnp.mean(jnp.abs(recon - video))
+            mse = jnp.mean(jnp.square(recon - video))
             kl = kl_divergence(mean, logvar)
-            return l1 + kl_weight * kl, {"l1": l1, "kl": kl, "psnr": psnr(recon, video)}
+            loss = l1 + mse_weight * mse + kl_weight * kl
+            return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": psnr(recon, video)}
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(grads, optimizer)

@@ -15,7 +15,7 @@ from data_pipelines.shapes_writer import write_shapes_dataset
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
 from mgen_jax.models.text.tokenizer import tokenize_bytes
-from mgen_jax.parallel.logical_rules import activation_sharding, rules_from_preset
+from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
 from mgen_jax.training.dit_step import make_dit_train_step
@@ -108,14 +108,8 @@ def _train_phase(ctx, *, phase, model, opt_cfg, make_step, iterator, example_bat
     if int(jax.device_get(state.step)) >= opt_cfg.steps:
         return state, frozen
     batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
-    step_fn = make_step(optimizer)
-
-    def traced_step(*args):
-        with activation_sharding(ctx.mesh, ctx.rules):
-            return step_fn(*args)
-
     extra = () if frozen is None else (frozen,)
-    jitted = jit_train_step(traced_step, ctx.mesh, state_sh, batch_sh,
+    jitted = jit_train_step(make_step(optimizer), ctx.mesh, ctx.rules, state_sh, batch_sh,
                             () if frozen is None else (frozen_shardings,))
     writer = MetricsWriter(ctx.workdir, phase)
     state = run_training(
@@ -137,7 +131,7 @@ def train_tae(ctx) -> dict:
                                   cfg.data.width, 3), np.uint8)}
     state, _ = _train_phase(
         ctx, phase="tae", model=tae, opt_cfg=cfg.tae_train, iterator=it, example_batch=example,
-        make_step=lambda opt: make_tae_train_step(tae, opt, cfg.tae.kl_weight),
+        make_step=lambda opt: make_tae_train_step(tae, opt, cfg.tae.kl_weight, cfg.tae.mse_weight),
         meta={"params": tae.num_params()})
     return state
 

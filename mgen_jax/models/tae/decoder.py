@@ -8,7 +8,7 @@ from mgen_jax.models.tae.conv25d import Conv25D
 
 
 class Decoder(nnx.Module):
-    def __init__(self, cfg, *, temporal: bool, rngs: nnx.Rngs):
+    def __init__(self, cfg, *, out_channels: int = 3, temporal: bool, rngs: nnx.Rngs):
         g = cfg.norm_groups
         chans = [cfg.ch * m for m in cfg.ch_mult]
         num_levels = len(chans)
@@ -32,7 +32,7 @@ class Decoder(nnx.Module):
                               rngs=rngs)
             self.levels.append(nnx.Dict(blocks=blocks, up=up))
         self.norm_out = GroupNorm(block_in, groups=g, rngs=rngs)
-        self.conv_out = Conv25D(block_in, 3, temporal=temporal, rngs=rngs)
+        self.conv_out = Conv25D(block_in, out_channels, temporal=temporal, rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         h = self.conv_in(self.post_quant_conv(z))

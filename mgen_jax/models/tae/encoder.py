@@ -10,10 +10,10 @@ from mgen_jax.models.tae.conv25d import Conv25D
 
 
 class Encoder(nnx.Module):
-    def __init__(self, cfg, *, temporal: bool, rngs: nnx.Rngs):
+    def __init__(self, cfg, *, in_channels: int = 3, temporal: bool, rngs: nnx.Rngs):
         g = cfg.norm_groups
         chans = [cfg.ch * m for m in cfg.ch_mult]
-        self.conv_in = Conv25D(3, cfg.ch, temporal=temporal, rngs=rngs)
+        self.conv_in = Conv25D(in_channels, cfg.ch, temporal=temporal, rngs=rngs)
         self.levels = nnx.List()
         block_in = cfg.ch
         for level, block_out in enumerate(chans):

@@ -1,0 +1,65 @@
+"""Configs load through the real path, take overrides, and reject bad keys/shapes up front."""
+import subprocess
+import sys
+
+import pytest
+
+from mgen_jax.configs.loading import apply_override, load_config
+from mgen_jax.configs.schema import default_experiment
+from mgen_jax.configs.validation import ConfigError, validate
+
+QUICKSTART = "experiments/quickstart.py"
+
+
+def test_quickstart_loads_and_overrides_apply_with_types():
+    cfg = load_config(QUICKSTART, ["dit_train.lr=3e-4", "data.height=48", "dit.scan_layers=false",
+                                   "dit.patch_size=(1, 2, 2)", "tae_train.lr=1"])
+    assert cfg.dit_train.lr == pytest.approx(3e-4)
+    assert cfg.data.height == 48 and cfg.dit.scan_layers is False
+    assert cfg.tae_train.lr == 1.0 and isinstance(cfg.tae_train.lr, float)
+
+
+@pytest.mark.parametrize("override, named", [
+    ("dit_train.lrr=1e-4", "dit_train.lrr"),
+    ("nonsense.x=1", "nonsense"),
+    ("data.height=abc", "data.height"),
+])
+def test_bad_override_names_the_key(override, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(QUICKSTART, [override])
+
+
+@pytest.mark.parametrize("override, named", [
+    ("data.height=40", "data.height"),     # 40 is not a multiple of 8 (TAE) x 2 (patch)
+    ("data.width=24", "data.width"),
+    ("data.frames=12", "data.frames"),
+    ("dit.num_heads=3", "dit.num_heads"),
+    ("mesh.data=0", "mesh.data"),
+    ("tae.norm_groups=5", "tae.norm_groups"),
+])
+def test_impossible_shapes_are_rejected(override, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(QUICKSTART, [override])
+
+
+def test_unknown_key_inside_an_experiment_file_is_rejected():
+    cfg = default_experiment()
+    cfg.dit.depht = 3  # a typo written in the experiment itself
+    with pytest.raises(ConfigError, match=r"dit\.depht"):
+        validate(cfg)
+
+
+def test_override_of_group_with_scalar_is_rejected():
+    cfg = default_experiment()
+    with pytest.raises(ConfigError, match="unknown config key 'dit.width.x'"):
+        apply_override(cfg, "dit.width.x=3")
+
+
+def test_cli_fails_fast_naming_the_key(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mgen_jax.cli", "train", f"--config={QUICKSTART}",
+         "--config.data.heigth=32", f"--workdir={tmp_path / 'wd'}"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "data.heigth" in proc.stderr
+    assert not (tmp_path / "wd").exists()  # nothing was started

@@ -1,0 +1,68 @@
+"""Temporal autoencoder: any length round-trips, and inflation starts equal to the image model."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from mgen_jax.configs.tae import tae_config
+from mgen_jax.models.tae.autoencoder import TemporalAutoencoder, kl_divergence
+
+
+def _tiny(**kw):
+    cfg = tae_config("tiny")
+    cfg.update(ch=8, ch_mult=(1, 2, 2, 2), norm_groups=4, z_channels=5, **kw)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tae():
+    return TemporalAutoencoder(_tiny(), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("frames", [1, 17, 33])
+def test_any_frame_count_round_trips_to_its_own_length(tae, frames):
+    video = jax.random.uniform(jax.random.key(frames), (2, frames, 24, 40, 3), minval=-1, maxval=1)
+    mean, logvar = tae.encode(video)
+    assert mean.shape == (2, -(-frames // 8), 3, 5, 5) and logvar.shape == mean.shape
+    out = tae.decode(mean, frames)
+    assert out.shape == video.shape
+    recon, _, _ = tae(video, jax.random.key(1))
+    assert recon.shape == video.shape and bool(jnp.all(jnp.isfinite(recon)))
+
+
+def _copy_spatial(image_model, video_model):
+    """Put the image model's weights into the inflated model's spatial layers."""
+    image_state = nnx.to_flat_state(nnx.state(image_model))
+    video_state = nnx.state(video_model)
+    flat = dict(nnx.to_flat_state(video_state))
+    for path, var in image_state:
+        assert path in flat, f"inflated model lacks image parameter {path}"
+        flat[path].value = var.value
+    nnx.update(video_model, nnx.from_flat_state(flat))
+
+
+def test_inflated_model_equals_image_model_frame_by_frame_at_init():
+    cfg = _tiny(temporal_downsamples=0)
+    image = TemporalAutoencoder(cfg, temporal=False, rngs=nnx.Rngs(1))
+    video = TemporalAutoencoder(cfg, temporal=True, rngs=nnx.Rngs(2))
+    _copy_spatial(image, video)
+    clip = jax.random.uniform(jax.random.key(3), (2, 5, 16, 16, 3), minval=-1, maxval=1)
+    mean_v, _ = video.encode(clip)
+    frames = clip.reshape(10, 1, 16, 16, 3)  # every frame as its own 1-frame video
+    mean_i, _ = image.encode(frames)
+    np.testing.assert_allclose(mean_v.reshape(mean_i.shape), mean_i, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(video.decode(mean_v).reshape(10, 1, 16, 16, 3),
+                               image.decode(mean_i), rtol=1e-5, atol=1e-5)
+    # With temporal compression, a 1-frame video (an image) still equals the image model.
+    full = TemporalAutoencoder(_tiny(), temporal=True, rngs=nnx.Rngs(4))
+    _copy_spatial(image, full)
+    np.testing.assert_allclose(full.encode(frames[:2])[0], image.encode(frames[:2])[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_kl_is_zero_for_standard_normal_posterior():
+    zeros = jnp.zeros((2, 1, 2, 2, 3))
+    assert float(kl_divergence(zeros, zeros)) == 0.0
+    assert float(kl_divergence(zeros + 1.0, zeros)) == pytest.approx(0.5 * 12)

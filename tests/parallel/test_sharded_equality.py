@@ -1,0 +1,98 @@
+"""The same train step on 1 device and on 8 CPU devices (data x fsdp, fsdp x tensor) gives the
+same loss and the same updated parameters."""
+import jax
+import numpy as np
+import pytest
+
+from mgen_jax.configs.loading import load_config
+from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.models.text.tokenizer import tokenize_bytes
+from mgen_jax.parallel.logical_rules import rules_from_preset
+from mgen_jax.parallel.mesh import build_mesh
+from mgen_jax.parallel.sharding import replicated
+from mgen_jax.training.dit_step import make_dit_train_step
+from mgen_jax.training.optimizer import make_optimizer
+from mgen_jax.training.sharded_training import (batch_shardings, init_train_state,
+                                                jit_train_step, to_device_batch,
+                                                train_state_shardings)
+from mgen_jax.training.tae_step import make_tae_train_step
+
+TINY = ["dit.width=32", "dit.num_heads=4", "dit.mlp_dim=64", "dit.depth=2",
+        "text.max_length=16", "data.frames=8", "data.height=16", "data.width=16",
+        "tae.ch=8", "tae.ch_mult=(1, 2)", "tae.norm_groups=4", "tae.z_channels=8",
+        "tae.pixel_patch=(2, 4)", "tae.temporal_downsamples=1"]
+MESHES = {
+    "single": (["mesh.data=1"], 1),
+    "data_fsdp": (["mesh.data=2", "mesh.fsdp=4"], 8),
+    "fsdp_tensor": (["mesh.data=1", "mesh.fsdp=4", "mesh.tensor=2"], 8),
+}
+
+
+def _dit_steps(mesh_name, num_steps=2):
+    overrides, n = MESHES[mesh_name]
+    cfg = load_config("experiments/quickstart.py:smoke", TINY + overrides)
+    mesh = build_mesh(cfg.mesh, devices=jax.devices()[:n])
+    rules = rules_from_preset(cfg.mesh.rules)
+    dit, text = build_dit(cfg), build_text_encoder(cfg)
+    optimizer = make_optimizer(cfg.dit_train)
+    state_sh = train_state_shardings(dit, optimizer, mesh, rules)
+    state = init_train_state(dit, optimizer, jax.random.key(0), state_sh)
+    text_sh = jax.tree.map(lambda _: replicated(mesh), text.abstract_params())
+    text_params = text.init(jax.random.key(1), text_sh)
+    rng = np.random.default_rng(0)
+    tokens = tokenize_bytes(["a red circle moving left", "blue square going up"] * 4, 16)
+    batch = {"latent_mean": rng.normal(size=(8, 1, 2, 2, 8)).astype(np.float32),
+             "latent_logvar": np.full((8, 1, 2, 2, 8), -4.0, np.float32), **tokens}
+    batch_sh = batch_shardings(mesh, rules, batch)
+    empty = tokenize_bytes([""], 16)
+    step = jit_train_step(
+        make_dit_train_step(dit, text, optimizer, flow_cfg=cfg.flow, latent_shift=0.1,
+                            latent_scale=1.3, empty_ids=empty["ids"][0],
+                            empty_mask=empty["mask"][0]),
+        mesh, rules, state_sh, batch_sh, (text_sh,))
+    losses = []
+    for i in range(num_steps):
+        state, metrics = step(state, text_params, to_device_batch(batch, batch_sh),
+                              jax.random.key(10 + i))
+        losses.append(float(metrics["loss"]))
+    return losses, jax.device_get(state.params), state
+
+
+def test_dit_step_is_actually_sharded_on_8_devices():
+    _, _, state = _dit_steps("fsdp_tensor", num_steps=1)
+    spec = state.params["blocks"]["ffn"]["gate"]["kernel"].sharding.spec
+    assert tuple(spec) == (None, "fsdp", "tensor")
+    assert state.params["blocks"]["ffn"]["gate"]["kernel"].addressable_shards[0].data.shape == (2, 8, 32)
+
+
+@pytest.mark.parametrize("mesh_name", ["data_fsdp", "fsdp_tensor"])
+def test_dit_sharded_equals_single_device(mesh_name):
+    ref_losses, ref_params, _ = _dit_steps("single")
+    losses, params, _ = _dit_steps(mesh_name)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _tae_step(mesh_name):
+    overrides, n = MESHES[mesh_name]
+    cfg = load_config("experiments/quickstart.py:smoke", TINY + overrides)
+    mesh = build_mesh(cfg.mesh, devices=jax.devices()[:n])
+    rules = rules_from_preset(cfg.mesh.rules)
+    tae = build_tae(cfg)
+    optimizer = make_optimizer(cfg.tae_train)
+    state_sh = train_state_shardings(tae, optimizer, mesh, rules)
+    state = init_train_state(tae, optimizer, jax.random.key(0), state_sh)
+    video = np.random.default_rng(1).integers(0, 256, (8, 8, 16, 16, 3)).astype(np.uint8)
+    batch_sh = batch_shardings(mesh, rules, {"video": video})
+    step = jit_train_step(make_tae_train_step(tae, optimizer, 1e-6), mesh, rules, state_sh, batch_sh)
+    state, metrics = step(state, to_device_batch({"video": video}, batch_sh), jax.random.key(3))
+    return float(metrics["loss"]), jax.device_get(state.params)
+
+
+def test_tae_data_fsdp_equals_single_device():
+    ref_loss, ref_params = _tae_step("single")
+    loss, params = _tae_step("data_fsdp")
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
