@@ -35,9 +35,9 @@ class Dense(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.dot(x.astype(self.dtype), self.kernel.value.astype(self.dtype))
+        y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
         if self.bias is not None:
-            y = y + self.bias.value.astype(self.dtype)
+            y = y + self.bias[...].astype(self.dtype)
         return y
 
 
@@ -54,7 +54,7 @@ class RMSNorm(nnx.Module):
         x32 = x.astype(jnp.float32)
         y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
         if self.scale is not None:
-            y = y * self.scale.value
+            y = y * self.scale[...]
         return y.astype(x.dtype)
 
 
@@ -73,7 +73,7 @@ class LayerNorm(nnx.Module):
         var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
         y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
         if self.scale is not None:
-            y = y * self.scale.value + self.bias.value
+            y = y * self.scale[...] + self.bias[...]
         return y.astype(x.dtype)
 
 
@@ -96,7 +96,7 @@ class GroupNorm(nnx.Module):
         mean = jnp.mean(x32, axis=(-4, -3, -1), keepdims=True)
         var = jnp.mean(jnp.square(x32 - mean), axis=(-4, -3, -1), keepdims=True)
         y = ((x32 - mean) * jax.lax.rsqrt(var + self.eps)).reshape(*lead, h, w, c)
-        return (y * self.scale.value + self.bias.value).astype(x.dtype)
+        return (y * self.scale[...] + self.bias[...]).astype(x.dtype)
 
 
 class Conv2D(nnx.Module):
@@ -116,7 +116,7 @@ class Conv2D(nnx.Module):
         *lead, h, w, c = x.shape
         pad = self.padding if padding is None else padding
         pad = ((pad, pad), (pad, pad)) if isinstance(pad, int) else pad
-        y = conv2d(x.reshape(-1, h, w, c).astype(self.dtype), self.kernel.value.astype(self.dtype),
+        y = conv2d(x.reshape(-1, h, w, c).astype(self.dtype), self.kernel[...].astype(self.dtype),
                    (self.stride, self.stride), tuple(tuple(p) for p in pad))
-        y = y + self.bias.value.astype(self.dtype)
+        y = y + self.bias[...].astype(self.dtype)
         return y.reshape(*lead, *y.shape[1:])

@@ -14,8 +14,8 @@ def logical_axes(abstract_state: nnx.State) -> dict:
     """Pure dict (same structure as the params) of each parameter's logical axis names."""
     def names(v):
         axes = v.get_metadata().get("logical_axes")
-        if axes is None or len(axes) != v.value.ndim:
-            raise ValueError(f"parameter of shape {v.value.shape} has logical_axes {axes!r}")
+        if axes is None or len(axes) != v.get_value().ndim:
+            raise ValueError(f"parameter of shape {v.get_value().shape} has logical_axes {axes!r}")
         return tuple(axes)
     return nnx.to_pure_dict(jax.tree.map(lambda v: v.replace(names(v)), abstract_state,
                                          is_leaf=_is_variable))

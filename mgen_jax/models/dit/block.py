@@ -65,7 +65,7 @@ class TransformerBlock(nnx.Module):
     def __call__(self, x, pos, modulation, text, text_mask):
         """x [B, N, W], pos [N, W], modulation [B, 6, W] (float32), text [B, L, W]."""
         shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(
-            modulation + self.modulation_table.value[None], NUM_MODULATIONS, axis=1)
+            modulation + self.modulation_table[...][None], NUM_MODULATIONS, axis=1)
         x = constrain(x + pos[None].astype(x.dtype), ("act_batch", "act_seq", "act_embed"))
         h = (self.attn_norm(x) * (1 + scale1) + shift1).astype(x.dtype)
         x = x + (gate1 * self.self_attn(h, h)).astype(x.dtype)

@@ -38,8 +38,8 @@ class FactorizedPositions(nnx.Module):
 
     def __call__(self, grid) -> jax.Array:
         gt, gh, gw = grid
-        pos = (self.t.value[:gt, None, None] + self.h.value[None, :gh, None]
-               + self.w.value[None, None, :gw])
+        pos = (self.t[...][:gt, None, None] + self.h[...][None, :gh, None]
+               + self.w[...][None, None, :gw])
         return pos.reshape(gt * gh * gw, -1)
 
 

@@ -29,7 +29,7 @@ class TemporalConv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, t, h, w, c = x.shape
-        k = self.kernel.value.shape[0]
+        k = self.kernel[...].shape[0]
         left = k // 2
         right = k // 2
         if self.stride > 1 and t % self.stride:
@@ -37,9 +37,9 @@ class TemporalConv(nnx.Module):
         seq = jnp.moveaxis(x, 1, 3).reshape(b * h * w, t, c)
         seq = jnp.pad(seq, ((0, 0), (left, right), (0, 0)), mode="edge")
         y = jax.lax.conv_general_dilated(
-            seq.astype(self.dtype), self.kernel.value.astype(self.dtype), (self.stride,), "VALID",
+            seq.astype(self.dtype), self.kernel[...].astype(self.dtype), (self.stride,), "VALID",
             dimension_numbers=("NWC", "WIO", "NWC"))
-        y = y + self.bias.value.astype(self.dtype)
+        y = y + self.bias[...].astype(self.dtype)
         return jnp.moveaxis(y.reshape(b, h, w, y.shape[1], -1), 3, 1)
 
 

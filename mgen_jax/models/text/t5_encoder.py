@@ -50,7 +50,7 @@ class T5Attention(nnx.Module):
         buckets = relative_position_bucket(pos[None, :] - pos[:, None],
                                            num_buckets=self.num_buckets,
                                            max_distance=self.max_distance)
-        return jnp.transpose(self.relative_attention_bias.value[buckets], (2, 0, 1))[None]
+        return jnp.transpose(self.relative_attention_bias[...][buckets], (2, 0, 1))[None]
 
     def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
         b, length, _ = x.shape
@@ -95,7 +95,7 @@ class T5Encoder(nnx.Module):
         self.final_norm = RMSNorm(cfg.d_model, eps=cfg.layer_norm_eps, rngs=rngs)
 
     def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
-        x = self.shared.value[ids]
+        x = self.shared[...][ids]
         bias = self.blocks[0].attention.position_bias(ids.shape[1])
         bias = bias + jnp.where(mask[:, None, None, :].astype(bool), 0.0,
                                 jnp.finfo(jnp.float32).min)
