@@ -50,6 +50,9 @@ def test_train_writes_metrics_checkpoints_and_eval(trained):
     report = json.loads((trained / "eval.json").read_text())
     assert set(report["accuracy"]) == {"colour", "shape", "direction", "all"}
     assert report["count"] == len(report["held_out_combos"]) == 12
+    rec = report["reconstruction"]
+    assert rec["count"] == 12 and 0.0 < rec["psnr_db"] < 100.0
+    assert set(rec["accuracy"]) == {"colour", "shape", "direction", "all"}
     sample = report["samples"][0]
     assert (trained / "eval" / sample["file"]).exists()
     assert (trained / "eval" / "contact_sheet.png").exists()

@@ -5,11 +5,14 @@ TAE_PRESETS = {
     # Small enough to train on Shapes on a 2-core CPU in a few minutes: a 2x2x2 space/time-to-
     # depth patch in front (as in patch-based video tokenizers) replaces the most expensive,
     # full-resolution level; 2 spatial and 2 temporal downsamplings make up the rest of 8x8x8.
+    # One norm group: with 2-channel groups, per-frame statistics of a flat-coloured shape on
+    # black normalise each colour channel's contrast to the same pattern and the colour is lost
+    # (measured: held-out PSNR 19.9 dB with 8 groups vs 23.5 dB with 1 after 1200 steps).
     "tiny": dict(ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, z_channels=16, attention=True,
-                 pixel_patch=(2, 2), temporal_downsamples=2),
+                 pixel_patch=(2, 2), temporal_downsamples=2, norm_groups=1),
     # The paper-size spatial backbone (SD-style VAE: ch 128, mult 1,2,4,4, z 16), no patching.
     "paper": dict(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=16, attention=True,
-                  pixel_patch=(1, 1), temporal_downsamples=3),
+                  pixel_patch=(1, 1), temporal_downsamples=3, norm_groups=32),
 }
 
 
@@ -21,9 +24,9 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         # Spatial compression is pixel_patch[1] * 2**(len(ch_mult)-1); temporal compression is
         # pixel_patch[0] * 2**temporal_downsamples, the downsampling happening in the first
         # levels (paper: no patch, 3 levels -> 8x in time, as in Movie Gen).
-        norm_groups=8,
         kl_weight=1e-6,
-        mse_weight=0.0,  # added to the L1 reconstruction loss (helps tiny models fit faster)
+        l1_weight=1.0,
+        mse_weight=0.0,  # MSE term; tiny models on sparse content need it (see tae_step)
         # Latents are normalised as (z - shift) * scale before the DiT sees them; both are
         # measured on the training data after the TAE is trained (0 / 1 until then).
         latent_shift=0.0,

@@ -72,6 +72,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
     _require(cfg.flow.schedule in ("linear", "linear_quadratic"), "flow.schedule",
              f"{cfg.flow.schedule!r} unknown")
+    _require(cfg.flow.latent_sample in ("posterior", "mean"), "flow.latent_sample",
+             f"{cfg.flow.latent_sample!r} unknown (posterior|mean)")
     _require(cfg.flow.sample_steps >= 2, "flow.sample_steps", "must be >= 2")
     _require(0.0 <= cfg.flow.text_dropout < 1.0, "flow.text_dropout", "must be in [0, 1)")
     for name in ("tae_train", "dit_train"):

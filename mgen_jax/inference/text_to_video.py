@@ -46,6 +46,18 @@ class TextToVideo:
         video = self.tae.bind(params["tae"]).decode(z, frames)
         return jnp.round((jnp.clip(video, -1, 1) + 1) * 127.5).astype(jnp.uint8)
 
+    @functools.partial(jax.jit, static_argnums=0)
+    def _reconstruct(self, tae_params, video_uint8):
+        tae = self.tae.bind(tae_params)
+        mean, _ = tae.encode(video_uint8.astype(jnp.float32) / 127.5 - 1.0)
+        video = tae.decode(mean, video_uint8.shape[1])
+        return jnp.round((jnp.clip(video, -1, 1) + 1) * 127.5).astype(jnp.uint8)
+
+    def reconstruct(self, videos: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """uint8 [N, T, H, W, 3] -> TAE encode (posterior mean) -> decode, uint8, same shape."""
+        return np.concatenate([np.asarray(self._reconstruct(self.params["tae"], videos[i:i + batch_size]))
+                               for i in range(0, len(videos), batch_size)], axis=0)
+
     def generate(self, prompts, *, seed: int = 0, steps: int | None = None,
                  cfg_scale: float | None = None, frames: int | None = None,
                  height: int | None = None, width: int | None = None,

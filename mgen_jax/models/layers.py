@@ -9,8 +9,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgen_jax.models.conv import conv2d
-
 Initializer = Callable[..., jax.Array]
 
 
@@ -116,7 +114,9 @@ class Conv2D(nnx.Module):
         *lead, h, w, c = x.shape
         pad = self.padding if padding is None else padding
         pad = ((pad, pad), (pad, pad)) if isinstance(pad, int) else pad
-        y = conv2d(x.reshape(-1, h, w, c).astype(self.dtype), self.kernel[...].astype(self.dtype),
-                   (self.stride, self.stride), tuple(tuple(p) for p in pad))
+        y = jax.lax.conv_general_dilated(
+            x.reshape(-1, h, w, c).astype(self.dtype), self.kernel[...].astype(self.dtype),
+            (self.stride, self.stride), tuple(tuple(p) for p in pad),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
         y = y + self.bias[...].astype(self.dtype)
         return y.reshape(*lead, *y.shape[1:])

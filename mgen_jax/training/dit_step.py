@@ -26,7 +26,9 @@ def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
                               flow_cfg.text_dropout)
         text = jax.lax.stop_gradient(text_encoder.bind(text_params)(ids, mask))  # frozen
         mean, logvar = batch["latent_mean"], batch["latent_logvar"]
-        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_latent, mean.shape)
+        z = mean
+        if flow_cfg.latent_sample == "posterior":
+            z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_latent, mean.shape)
         x1 = normalize_latents(z, latent_shift, latent_scale)
 
         def loss_fn(params):

@@ -131,7 +131,8 @@ def train_tae(ctx) -> dict:
                                   cfg.data.width, 3), np.uint8)}
     state, _ = _train_phase(
         ctx, phase="tae", model=tae, opt_cfg=cfg.tae_train, iterator=it, example_batch=example,
-        make_step=lambda opt: make_tae_train_step(tae, opt, cfg.tae.kl_weight, cfg.tae.mse_weight),
+        make_step=lambda opt: make_tae_train_step(
+            tae, opt, cfg.tae.kl_weight, cfg.tae.mse_weight, cfg.tae.l1_weight),
         meta={"params": tae.num_params()})
     return state
 

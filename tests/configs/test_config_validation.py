@@ -36,6 +36,7 @@ def test_bad_override_names_the_key(override, named):
     ("dit.num_heads=3", "dit.num_heads"),
     ("mesh.data=0", "mesh.data"),
     ("tae.norm_groups=5", "tae.norm_groups"),
+    ("flow.latent_sample=median", "flow.latent_sample"),
 ])
 def test_impossible_shapes_are_rejected(override, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
