@@ -18,7 +18,10 @@ def get_config(arg=None):
     cfg.tae_train.update(steps=2500, batch_size=8, lr=5e-4, warmup_steps=20, log_every=50,
                          checkpoint_every=300)
     cfg.flow.latent_sample = "mean"
-    cfg.dit_train.update(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, log_every=50,
+    # 1x1x1 patches: the 2x4x4 latent grid is too coarse for 1x2x2 tokens to carry the motion
+    # (measured on held-out prompts: direction 0.27 with 1x2x2 vs 0.65 with 1x1x1 patches).
+    cfg.dit.patch_size = (1, 1, 1)
+    cfg.dit_train.update(steps=2800, batch_size=32, lr=1e-3, warmup_steps=100, log_every=50,
                          checkpoint_every=500, weight_decay=0.0)
     cfg.eval.update(samples_per_prompt=4, sample_steps=50, cfg_scale=5.0)
     if arg == "smoke":  # wiring check: seconds, not accuracy
