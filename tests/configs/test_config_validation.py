@@ -30,8 +30,8 @@ def test_bad_override_names_the_key(override, named):
 
 
 @pytest.mark.parametrize("override, named", [
-    ("data.height=40", "data.height"),     # 40 is not a multiple of 8 (TAE) x 2 (patch)
-    ("data.width=24", "data.width"),
+    ("data.height=36", "data.height"),     # not a multiple of the TAE's 8x compression
+    ("data.width=20", "data.width"),
     ("data.frames=12", "data.frames"),
     ("dit.num_heads=3", "dit.num_heads"),
     ("mesh.data=0", "mesh.data"),
@@ -41,6 +41,12 @@ def test_bad_override_names_the_key(override, named):
 def test_impossible_shapes_are_rejected(override, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_config(QUICKSTART, [override])
+
+
+def test_resolution_must_also_divide_by_the_dit_patch():
+    load_config(QUICKSTART, ["data.height=40"])  # 1x1x1 patches: 40 = 5 latent rows, fine
+    with pytest.raises(ConfigError, match=r"data\.height"):  # 40 is not 8 (TAE) x 2 (patch)
+        load_config(QUICKSTART, ["dit.patch_size=(1, 2, 2)", "data.height=40"])
 
 
 def test_unknown_key_inside_an_experiment_file_is_rejected():
