@@ -7,6 +7,7 @@ import numpy as np
 
 from data_pipelines.shapes import canonical_caption, held_out_combos, render_clip
 from mgen_jax.evaluation.attributes import evaluate_videos
+from mgen_jax.models.tae.video_range import psnr, video_to_float
 from mgen_jax.inference.video_io import write_contact_sheet, write_mp4
 
 
@@ -27,7 +28,7 @@ def evaluate_pipeline(pipeline, out_dir: str, *, samples_per_prompt: int, seed: 
     write_contact_sheet(os.path.join(out_dir, "contact_sheet.png"), list(videos), prompts,
                         frames_per_video=sheet_frames)
     report = {
-        "reconstruction": reconstruction_report(pipeline, samples_per_prompt, seed),
+        "reconstruction": reconstruction_report(pipeline, combos, seed),
         "held_out_combos": [list(c) for c in held_out_combos()],
         "samples_per_prompt": samples_per_prompt, "sample_steps": steps, "cfg_scale": cfg_scale,
         "seed": seed,
@@ -40,19 +41,17 @@ def evaluate_pipeline(pipeline, out_dir: str, *, samples_per_prompt: int, seed: 
     return report
 
 
-def reconstruction_report(pipeline, samples_per_prompt: int, seed: int) -> dict:
+def reconstruction_report(pipeline, combos, seed: int) -> dict:
     """The TAE's ceiling: attribute accuracy and PSNR of autoencoded ground-truth held-out clips.
 
     Generated samples are decoded by the same TAE, so their accuracy can only approach these."""
     data = pipeline.cfg.data
     rng = np.random.default_rng(seed)
-    combos = [c for c in held_out_combos() for _ in range(samples_per_prompt)]
     clips = np.stack([render_clip(*c, frames=data.frames, height=data.height, width=data.width,
                                   rng=rng) for c in combos])
     recon = pipeline.reconstruct(clips)
-    mse = np.mean(np.square(recon.astype(np.float64) - clips.astype(np.float64)))
     result = evaluate_videos(list(recon), combos)
-    return {"psnr_db": float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10))),
+    return {"psnr_db": float(psnr(video_to_float(recon), video_to_float(clips))),
             "accuracy": {k: result[f"{k}_accuracy"] for k in ("colour", "shape", "direction", "all")},
             "count": result["count"]}
 

@@ -12,6 +12,7 @@ from mgen_jax.flow.samplers import euler_sample
 from mgen_jax.flow.schedules import make_schedule
 from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
 from mgen_jax.models.tae.latent_scaling import denormalize_latents
+from mgen_jax.models.tae.video_range import float_to_video, video_to_float
 from mgen_jax.models.text.tokenizer import tokenize_bytes
 
 
@@ -43,15 +44,13 @@ class TextToVideo:
         x0 = jax.random.normal(key, latent_shape, jnp.float32)
         z = euler_sample(velocity, x0, np.asarray(ts))
         z = denormalize_latents(z, self.latent_shift, self.latent_scale)
-        video = self.tae.bind(params["tae"]).decode(z, frames)
-        return jnp.round((jnp.clip(video, -1, 1) + 1) * 127.5).astype(jnp.uint8)
+        return float_to_video(self.tae.bind(params["tae"]).decode(z, frames))
 
     @functools.partial(jax.jit, static_argnums=0)
     def _reconstruct(self, tae_params, video_uint8):
         tae = self.tae.bind(tae_params)
-        mean, _ = tae.encode(video_uint8.astype(jnp.float32) / 127.5 - 1.0)
-        video = tae.decode(mean, video_uint8.shape[1])
-        return jnp.round((jnp.clip(video, -1, 1) + 1) * 127.5).astype(jnp.uint8)
+        mean, _ = tae.encode(video_to_float(video_uint8))
+        return float_to_video(tae.decode(mean, video_uint8.shape[1]))
 
     def reconstruct(self, videos: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """uint8 [N, T, H, W, 3] -> TAE encode (posterior mean) -> decode, uint8, same shape."""

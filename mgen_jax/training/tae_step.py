@@ -8,17 +8,8 @@ import optax
 
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.autoencoder import kl_divergence
+from mgen_jax.models.tae.video_range import psnr, video_to_float
 from mgen_jax.training.train_state import TrainState
-
-
-def video_to_float(video_uint8: jax.Array) -> jax.Array:
-    return video_uint8.astype(jnp.float32) / 127.5 - 1.0
-
-
-def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
-    """PSNR in dB for videos in [-1, 1] (peak-to-peak 2)."""
-    mse = jnp.mean(jnp.square(jnp.clip(a, -1, 1) - b))
-    return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))
 
 
 def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation, kl_weight: float,

@@ -14,6 +14,7 @@ from data_pipelines.precompute_latents import decode_latent_record, precompute_l
 from data_pipelines.shapes_writer import write_shapes_dataset
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.models.tae.video_range import video_to_float
 from mgen_jax.models.text.tokenizer import tokenize_bytes
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
@@ -143,7 +144,7 @@ def encode_latents(ctx, tae_params, tae_step: int) -> dict:
 
     @jax.jit
     def encode(params, video):
-        return tae.bind(params).encode(video.astype(np.float32) / 127.5 - 1.0)
+        return tae.bind(params).encode(video_to_float(video))
 
     return precompute_latents(
         ctx.data_dir, os.path.join(ctx.workdir, "latents"),
