@@ -66,6 +66,11 @@ def activation_sharding(mesh: Mesh, rules: dict):
         _ACTIVE.reset(token)
 
 
+def active_sharding():
+    """(mesh, rules) of the enclosing `activation_sharding` context, or None outside one."""
+    return _ACTIVE.get()
+
+
 def constrain(x: jax.Array, names) -> jax.Array:
     """Sharding constraint by logical names; a no-op outside `activation_sharding`."""
     active = _ACTIVE.get()
