@@ -41,3 +41,8 @@ def spatial_compression(tae_cfg) -> int:
 
 def temporal_compression(tae_cfg) -> int:
     return tae_cfg.pixel_patch[0] * 2 ** tae_cfg.temporal_downsamples
+
+
+def latent_frames(tae_cfg, frames: int) -> int:
+    """Latent frames for a clip of `frames` frames; a single frame is an image: one latent frame."""
+    return 1 if frames == 1 else frames // temporal_compression(tae_cfg)

@@ -3,9 +3,11 @@ from typing import Any
 
 import ml_collections
 
+from mgen_jax.configs.dit import ATTENTION_BACKENDS, CONTEXT_PARALLEL, REMAT_POLICIES
 from mgen_jax.configs.mesh import MESH_AXES
 from mgen_jax.configs.schema import JOBS, default_experiment
-from mgen_jax.configs.tae import spatial_compression, temporal_compression
+from mgen_jax.parallel.logical_rules import RULE_PRESETS
+from mgen_jax.configs.tae import latent_frames, spatial_compression, temporal_compression
 
 
 class ConfigError(ValueError):
@@ -58,17 +60,26 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
     s, tc = spatial_compression(tae), temporal_compression(tae)
     pt, ph, pw = dit.patch_size
-    for key, size, div in (("data.frames", data.frames, tc * pt), ("data.height", data.height, s * ph),
-                           ("data.width", data.width, s * pw)):
+    _require(data.frames == 1 or (data.frames >= tc * pt and data.frames % (tc * pt) == 0),
+             "data.frames", f"{data.frames} is neither 1 (images) nor a positive multiple of TAE "
+             f"compression x patch size = {tc * pt}")
+    for key, size, div in (("data.height", data.height, s * ph), ("data.width", data.width, s * pw)):
         _require(size >= div and size % div == 0, key,
                  f"{size} is not a positive multiple of TAE compression x patch size = {div}")
-    grid = (data.frames // tc // pt, data.height // s // ph, data.width // s // pw)
+    grid = (latent_frames(tae, data.frames) // pt, data.height // s // ph, data.width // s // pw)
     for axis, n, limit in zip("thw", grid, dit.max_positions):
         _require(n <= limit, "dit.max_positions",
                  f"{n} latent {axis}-patches exceed the {axis} position table of {limit}")
     _require(dit.width % dit.num_heads == 0, "dit.num_heads",
              f"{dit.num_heads} heads do not divide width {dit.width}")
-    _require(dit.remat in ("none", "full"), "dit.remat", f"{dit.remat!r} unknown (none|full)")
+    for key, value, known in (("dit.remat", dit.remat, REMAT_POLICIES),
+                              ("dit.attention", dit.attention, ATTENTION_BACKENDS),
+                              ("dit.context_parallel", dit.context_parallel, CONTEXT_PARALLEL)):
+        _require(value in known, key, f"{value!r} unknown; choose one of {known}")
+    _require(dit.scan_unroll >= 1 and dit.depth % dit.scan_unroll == 0, "dit.scan_unroll",
+             f"{dit.scan_unroll} must be >= 1 and divide depth {dit.depth}")
+    _require(cfg.mesh.rules in RULE_PRESETS, "mesh.rules",
+             f"{cfg.mesh.rules!r} unknown; choose one of {sorted(RULE_PRESETS)}")
 
     _require(cfg.flow.schedule in ("linear", "linear_quadratic"), "flow.schedule",
              f"{cfg.flow.schedule!r} unknown")

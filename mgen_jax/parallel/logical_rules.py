@@ -9,20 +9,30 @@ import contextvars
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-_FSDP_TP = {
-    # parameters
+_PARAMETERS = {
+    # FSDP shards every matrix's model dimension; tensor parallelism is Megatron's: q/k/v and the
+    # FFN's gate/up are column-parallel ('heads', 'mlp' over tensor), the output projections
+    # row-parallel (their input dimension is 'heads'/'mlp').
     "embed": "fsdp", "mlp": "tensor", "heads": "tensor", "kv": None, "q_heads": "tensor",
     "vocab": "tensor", "layers": None, "norm": None, "table": None,
     "conv_in": None, "conv_out": "fsdp", "kernel": None,
-    # activations
-    "act_batch": ("data", "fsdp"), "act_seq": "context", "act_embed": None,
+}
+_ACTIVATIONS = {
+    "act_batch": ("data", "fsdp"), "act_embed": None,
+    # Inside attention / the FFN the sequence is split over 'context' only (heads and hidden
+    # units take 'tensor'); the residual stream between blocks, which remat saves once per layer,
+    # is also split over 'tensor' (Megatron sequence parallelism).
+    "act_seq": "context", "act_res_seq": ("context", "tensor"),
     "act_mlp": "tensor", "act_heads": "tensor", "act_kv": None, "act_text": None,
     "act_frames": None, "act_height": None, "act_width": None, "act_channels": None,
 }
 
 RULE_PRESETS = {
-    # data / FSDP / tensor / context all through the same table; axes of size 1 cost nothing.
-    "default": _FSDP_TP,
+    # data / FSDP / tensor (+ sequence parallel) / context through one table; mesh axes of size 1
+    # cost nothing, so the mesh shape alone picks the strategy.
+    "default": {**_PARAMETERS, **_ACTIVATIONS},
+    # The same without sequence parallelism: the residual stream is replicated over 'tensor'.
+    "no_sequence_parallel": {**_PARAMETERS, **_ACTIVATIONS, "act_res_seq": "context"},
 }
 
 

@@ -1,4 +1,11 @@
-"""Pure DiT train step: flow matching on normalised TAE latents with text dropout for CFG."""
+"""Pure DiT train steps: flow matching on normalised TAE latents with text dropout for CFG.
+
+Two entry points share one update:
+  * `make_dit_train_step`: prompts arrive as token ids and the frozen text encoder runs inside the
+    step (the quickstart);
+  * `make_dit_train_step_on_embeddings`: prompts arrive as cached encoder outputs (pod-scale
+    training, `mgen plan`), dropped to a null embedding for classifier-free guidance.
+"""
 import jax
 import jax.numpy as jnp
 import optax
@@ -9,15 +16,38 @@ from mgen_jax.models.tae.latent_scaling import normalize_latents
 from mgen_jax.training.train_state import TrainState
 
 
-def drop_text(key, ids, mask, empty_ids, empty_mask, rate: float):
-    """Replace each example's prompt by the empty prompt with probability `rate`."""
-    drop = jax.random.bernoulli(key, rate, (ids.shape[0],))[:, None]
-    return jnp.where(drop, empty_ids[None], ids), jnp.where(drop, empty_mask[None], mask)
+def drop_text(key, text, mask, null_text, null_mask, rate: float):
+    """Replace each example's prompt (ids [B, L] or embeddings [B, L, D], with mask [B, L]) by the
+    null prompt with probability `rate`."""
+    drop = jax.random.bernoulli(key, rate, (text.shape[0],))
+    pick = lambda a, null: jnp.where(drop.reshape((-1,) + (1,) * (a.ndim - 1)), null[None], a)
+    return pick(text, null_text), pick(mask, null_mask)
+
+
+def _target_latents(batch: dict, key, flow_cfg, latent_shift: float, latent_scale: float):
+    mean, logvar = batch["latent_mean"], batch["latent_logvar"]
+    z = mean
+    if flow_cfg.latent_sample == "posterior":
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+    return normalize_latents(z, latent_shift, latent_scale)
+
+
+def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, text, mask, key):
+    def loss_fn(params):
+        model = dit.bind(params)
+        return flow_matching_loss(lambda x, t: model(x, t, text, mask), x1, key,
+                                  sigma_min=flow_cfg.sigma_min, t_mean=flow_cfg.t_logit_mean,
+                                  t_std=flow_cfg.t_logit_std)
+
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads, optimizer)
+    return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
 
 def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
                         optimizer: optax.GradientTransformation, *, flow_cfg, latent_shift: float,
                         latent_scale: float, empty_ids, empty_mask):
+    """step(state, text_params, batch{ids, mask, latent_mean, latent_logvar}, key)."""
     empty_ids, empty_mask = jnp.asarray(empty_ids), jnp.asarray(empty_mask)
 
     def train_step(state: TrainState, text_params: dict, batch: dict, key: jax.Array):
@@ -25,20 +55,23 @@ def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
         ids, mask = drop_text(k_drop, batch["ids"], batch["mask"], empty_ids, empty_mask,
                               flow_cfg.text_dropout)
         text = jax.lax.stop_gradient(text_encoder.bind(text_params)(ids, mask))  # frozen
-        mean, logvar = batch["latent_mean"], batch["latent_logvar"]
-        z = mean
-        if flow_cfg.latent_sample == "posterior":
-            z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_latent, mean.shape)
-        x1 = normalize_latents(z, latent_shift, latent_scale)
+        x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
+        return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
 
-        def loss_fn(params):
-            model = dit.bind(params)
-            return flow_matching_loss(lambda x, t: model(x, t, text, mask), x1, k_flow,
-                                      sigma_min=flow_cfg.sigma_min, t_mean=flow_cfg.t_logit_mean,
-                                      t_std=flow_cfg.t_logit_std)
+    return train_step
 
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads, optimizer)
-        return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+def make_dit_train_step_on_embeddings(dit: PureModel, optimizer: optax.GradientTransformation, *,
+                                      flow_cfg, latent_shift: float, latent_scale: float,
+                                      null_text, null_mask):
+    """step(state, batch{text [B, L, D], text_mask [B, L], latent_mean, latent_logvar}, key);
+    null_text [L, D] / null_mask [L] are the empty prompt's cached embedding."""
+
+    def train_step(state: TrainState, batch: dict, key: jax.Array):
+        k_drop, k_latent, k_flow = jax.random.split(key, 3)
+        text, mask = drop_text(k_drop, batch["text"], batch["text_mask"], jnp.asarray(null_text),
+                               jnp.asarray(null_mask), flow_cfg.text_dropout)
+        x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
+        return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
 
     return train_step
