@@ -4,13 +4,14 @@ Two entry points share one update:
   * `make_dit_train_step`: prompts arrive as token ids and the frozen text encoder runs inside the
     step (the quickstart);
   * `make_dit_train_step_on_embeddings`: prompts arrive as cached encoder outputs (pod-scale
-    training, `mgen plan`), dropped to a null embedding for classifier-free guidance.
+    training, `mgen plan`), dropped to a null embedding for classifier-free guidance;
+  * `make_packed_dit_train_step`: the same on NaViT-packed rows of clips of mixed shapes.
 """
 import jax
 import jax.numpy as jnp
 import optax
 
-from mgen_jax.flow.loss import flow_matching_loss
+from mgen_jax.flow.loss import flow_matching_loss, packed_flow_matching_loss
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.latent_scaling import normalize_latents
 from mgen_jax.training.train_state import TrainState
@@ -41,7 +42,7 @@ def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, tex
 
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads, optimizer)
-    return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
@@ -73,5 +74,38 @@ def make_dit_train_step_on_embeddings(dit: PureModel, optimizer: optax.GradientT
                                jnp.asarray(null_mask), flow_cfg.text_dropout)
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
         return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
+
+    return train_step
+
+
+def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransformation, *,
+                               flow_cfg, latent_shift: float, latent_scale: float,
+                               null_text, null_mask):
+    """step(state, batch, key) on packed rows (data_pipelines/packing.py): batch has tokens
+    [B, N, P] (patchified latent means), coords [B, N, 3], segments [B, N], text [B, S, L, D] and
+    text_mask [B, S, L]; each clip gets its own t and its own text dropout."""
+
+    def train_step(state: TrainState, batch: dict, key: jax.Array):
+        k_drop, k_flow = jax.random.split(key)
+        text, mask = batch["text"], batch["text_mask"]
+        b, s = mask.shape[:2]
+        text, mask = drop_text(k_drop, text.reshape(b * s, *text.shape[2:]),
+                               mask.reshape(b * s, -1), jnp.asarray(null_text),
+                               jnp.asarray(null_mask), flow_cfg.text_dropout)
+        text, mask = text.reshape(b, s, *text.shape[1:]), mask.reshape(b, s, -1)
+        x1 = normalize_latents(batch["tokens"], latent_shift, latent_scale)
+
+        def loss_fn(params):
+            model = dit.bind(params)
+            velocity = lambda x, t: model.forward_packed(x, batch["coords"], batch["segments"], t,
+                                                         text, mask)
+            return packed_flow_matching_loss(velocity, x1, batch["segments"], s, k_flow,
+                                             sigma_min=flow_cfg.sigma_min,
+                                             t_mean=flow_cfg.t_logit_mean,
+                                             t_std=flow_cfg.t_logit_std)
+
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state.apply_gradients(grads, optimizer)
+        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return train_step

@@ -27,6 +27,6 @@ def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation,
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(grads, optimizer)
-        return state, {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
     return train_step

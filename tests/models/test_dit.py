@@ -74,3 +74,31 @@ def test_output_depends_on_text_time_and_ignores_masked_text():
     # Example 1 attends only to its first 4 text tokens: changing the rest changes nothing.
     text2 = text.at[1, 4:].set(100.0)
     np.testing.assert_allclose(model(latents, t, text2, mask)[1], base[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", [dict(remat="save_dots"), dict(remat="save_attention_out"),
+                                     dict(scan_unroll=3), dict(remat="full", scan_unroll=3)])
+def test_remat_policies_and_unroll_agree_with_plain_scan(variant):
+    ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0)))
+    other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dim=11,
+                                            rngs=nnx.Rngs(0)))
+    inputs = _inputs()
+    loss = lambda m: jnp.sum(jnp.square(m(*inputs)))
+    (l_ref, g_ref), (l_other, g_other) = nnx.value_and_grad(loss)(ref), nnx.value_and_grad(loss)(other)
+    np.testing.assert_allclose(l_ref, l_other, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_other)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_remat_policies_change_what_is_saved():
+    """The policies are not all the same program: fewer saved residuals -> less temp memory."""
+    def temp_bytes(remat):
+        cfg = _cfg(remat=remat)
+        cfg.update(width=96, num_heads=3, mlp_dim=256)
+        model = DiffusionTransformer(cfg, latent_channels=5, text_dim=11, rngs=nnx.Rngs(0))
+        graphdef, state = nnx.split(model)
+        loss = lambda s, *a: jnp.sum(jnp.square(nnx.merge(graphdef, s)(*a)))
+        inputs = _inputs(grid=(3, 10, 10))
+        return jax.jit(jax.grad(loss)).lower(state, *inputs).compile().memory_analysis().temp_size_in_bytes
+    none, dots, full = temp_bytes("none"), temp_bytes("save_dots"), temp_bytes("full")
+    assert full < dots < none, (full, dots, none)

@@ -5,36 +5,55 @@
     x = x + CrossAttn(RMSNorm(x), text)                     between self-attention and FFN
     x = x + g2 * SwiGLU(RMSNorm(x) * (1 + s2) + b2)
 
-(b, s, g) come from the shared timestep modulation plus this layer's learned table.
+(b, s, g) come from the shared timestep modulation plus this layer's learned table. A packed
+sequence holds several clips (segments), each with its own timestep and prompt: modulation is
+then per segment and gathered per token, and attention is block-diagonal over segments.
 """
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from mgen_jax.models.attention import dot_product_attention
+from mgen_jax.models.dit.remat import ATTENTION_OUT
 from mgen_jax.models.layers import Dense, RMSNorm, param
-from mgen_jax.parallel.logical_rules import constrain
+from mgen_jax.parallel.logical_rules import active_sharding, constrain
 
 NUM_MODULATIONS = 6
+RESIDUAL = ("act_batch", "act_res_seq", "act_embed")
+# Pallas kernels are opaque to the SPMD partitioner: they must run per shard, under shard_map.
+_MANUALLY_PARTITIONED = ("splash",)
+
+
+def self_attention(q, k, v, segment_ids, *, backend: str, context_parallel: str):
+    """Self-attention over the whole (possibly context-sharded) sequence."""
+    active = active_sharding()
+    if active is not None and (active[0].shape["context"] > 1 or backend in _MANUALLY_PARTITIONED):
+        from mgen_jax.parallel.context_attention import context_parallel_attention
+        return context_parallel_attention(q, k, v, None, segment_ids, strategy=context_parallel,
+                                          backend=backend)
+    return dot_product_attention(q, k, v, None, segment_ids, backend=backend)
 
 
 class MultiHeadAttention(nnx.Module):
     def __init__(self, width: int, num_heads: int, *, kv_width: int | None = None,
-                 backend: str = "xla", dtype=jnp.float32, rngs: nnx.Rngs):
+                 dtype=jnp.float32, rngs: nnx.Rngs):
         kv_width = kv_width or width
         self.q = Dense(width, width, axes=("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
         self.k = Dense(kv_width, width, axes=("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
         self.v = Dense(kv_width, width, axes=("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
         self.o = Dense(width, width, axes=("heads", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.num_heads, self.backend = num_heads, backend
+        self.num_heads = num_heads
 
-    def __call__(self, x: jax.Array, context: jax.Array, context_mask=None) -> jax.Array:
-        b, lq, width = x.shape
-        heads = lambda t: constrain(t.reshape(b, t.shape[1], self.num_heads, -1),
-                                    ("act_batch", "act_seq", "act_heads", "act_kv"))
-        q, k, v = heads(self.q(x)), heads(self.k(context)), heads(self.v(context))
-        out = dot_product_attention(q, k, v, context_mask, backend=self.backend)
-        return self.o(out.reshape(b, lq, width))
+    def heads(self, t: jax.Array) -> jax.Array:
+        b, n, _ = t.shape
+        return constrain(t.reshape(b, n, self.num_heads, -1),
+                         ("act_batch", "act_seq", "act_heads", "act_kv"))
+
+    def output(self, out: jax.Array) -> jax.Array:
+        b, n = out.shape[:2]
+        out = checkpoint_name(out, ATTENTION_OUT)
+        return self.o(out.reshape(b, n, -1))
 
 
 class SwiGLU(nnx.Module):
@@ -48,28 +67,57 @@ class SwiGLU(nnx.Module):
         return self.down(h)
 
 
+def per_token(modulation: jax.Array, token_segments: jax.Array | None) -> jax.Array:
+    """[B, S, K, W] per-segment values -> [B, N or 1, K, W] per token (broadcast if unpacked)."""
+    if token_segments is None:
+        return modulation[:, :1]
+    # Padding tokens carry segment id S: clip so they read a real row (their output is dropped).
+    idx = jnp.clip(token_segments, 0, modulation.shape[1] - 1)
+    return jnp.take_along_axis(modulation, idx[:, :, None, None], axis=1)
+
+
 class TransformerBlock(nnx.Module):
     def __init__(self, cfg, *, dtype=jnp.float32, rngs: nnx.Rngs):
         w = cfg.width
         self.modulation_table = param(rngs, nnx.initializers.zeros, (NUM_MODULATIONS, w),
                                       ("norm", "embed"))
         self.attn_norm = RMSNorm(w, eps=cfg.norm_eps, use_scale=False, rngs=rngs)
-        self.self_attn = MultiHeadAttention(w, cfg.num_heads, backend=cfg.attention, dtype=dtype,
-                                            rngs=rngs)
+        self.self_attn = MultiHeadAttention(w, cfg.num_heads, dtype=dtype, rngs=rngs)
         self.cross_norm = RMSNorm(w, eps=cfg.norm_eps, rngs=rngs)
-        self.cross_attn = MultiHeadAttention(w, cfg.num_heads, backend=cfg.attention, dtype=dtype,
-                                             rngs=rngs)
+        self.cross_attn = MultiHeadAttention(w, cfg.num_heads, dtype=dtype, rngs=rngs)
         self.ffn_norm = RMSNorm(w, eps=cfg.norm_eps, use_scale=False, rngs=rngs)
         self.ffn = SwiGLU(w, cfg.mlp_dim, dtype=dtype, rngs=rngs)
+        self.backend, self.context_parallel = cfg.attention, cfg.context_parallel
 
-    def __call__(self, x, pos, modulation, text, text_mask):
-        """x [B, N, W], pos [N, W], modulation [B, 6, W] (float32), text [B, L, W]."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(
-            modulation + self.modulation_table[...][None], NUM_MODULATIONS, axis=1)
-        x = constrain(x + pos[None].astype(x.dtype), ("act_batch", "act_seq", "act_embed"))
+    def __call__(self, x, pos, modulation, text, text_mask, token_segments=None,
+                 text_segments=None):
+        """x [B, N, W]; pos [1 or B, N, W]; modulation [B, S, 6, W] float32 (S = 1 unpacked);
+        text [B, L, W], text_mask [B, L]; token_segments [B, N] / text_segments [B, L] int32
+        (packed sequences) or None."""
+        mod = per_token(modulation + self.modulation_table[...][None, None], token_segments)
+        shift1, scale1, gate1, shift2, scale2, gate2 = (mod[:, :, i] for i in range(NUM_MODULATIONS))
+        x = constrain(x + pos.astype(x.dtype), RESIDUAL)
+
         h = (self.attn_norm(x) * (1 + scale1) + shift1).astype(x.dtype)
-        x = x + (gate1 * self.self_attn(h, h)).astype(x.dtype)
-        x = x + self.cross_attn(self.cross_norm(x), text, text_mask)
+        a = self.self_attn
+        seg = None if token_segments is None else (token_segments, token_segments)
+        out = self_attention(a.heads(a.q(h)), a.heads(a.k(h)), a.heads(a.v(h)), seg,
+                             backend=self.backend, context_parallel=self.context_parallel)
+        x = x + (gate1 * a.output(out)).astype(x.dtype)
+
+        c = self.cross_attn
+        seg = None if token_segments is None else (token_segments, text_segments)
+        out = dot_product_attention(c.heads(c.q(self.cross_norm(x))), c.heads(c.k(text)),
+                                    c.heads(c.v(text)), text_mask, seg,
+                                    backend=_cross_backend(self.backend))
+        x = x + c.o(out.reshape(out.shape[0], out.shape[1], -1))
+
         h = (self.ffn_norm(x) * (1 + scale2) + shift2).astype(x.dtype)
         x = x + (gate2 * self.ffn(h)).astype(x.dtype)
-        return constrain(x, ("act_batch", "act_seq", "act_embed"))
+        return constrain(x, RESIDUAL)
+
+
+def _cross_backend(backend: str) -> str:
+    """Cross-attention keys are a few hundred text tokens: the memory-linear pure-JAX kernel
+    serves it on every platform where self-attention uses a manually partitioned kernel."""
+    return "chunked" if backend in _MANUALLY_PARTITIONED else backend

@@ -1,4 +1,4 @@
-"""DiT input embeddings: 1x2x2 patchify, factorized t/h/w positions, timestep features."""
+"""DiT input embeddings: patchify, factorized t/h/w positions, timestep features."""
 import math
 
 import jax
@@ -41,6 +41,12 @@ class FactorizedPositions(nnx.Module):
         pos = (self.t[...][:gt, None, None] + self.h[...][None, :gh, None]
                + self.w[...][None, None, :gw])
         return pos.reshape(gt * gh * gw, -1)
+
+    def at(self, coords: jax.Array) -> jax.Array:
+        """Embeddings at integer token coordinates [..., 3] = (t, h, w) -> [..., W]."""
+        return (jnp.take(self.t[...], coords[..., 0], axis=0)
+                + jnp.take(self.h[...], coords[..., 1], axis=0)
+                + jnp.take(self.w[...], coords[..., 2], axis=0))
 
 
 def timestep_features(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
