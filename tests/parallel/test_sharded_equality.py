@@ -1,5 +1,8 @@
-"""The same train step on 1 device and on 8 CPU devices (data x fsdp, fsdp x tensor) gives the
-same loss and the same updated parameters."""
+"""The same train step on 1 device and on 8 CPU devices (data x fsdp, fsdp x tensor with sequence
+parallelism, fsdp x context with each context-parallel attention) gives the same loss and the
+same updated parameters."""
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -25,12 +28,15 @@ MESHES = {
     "single": (["mesh.data=1"], 1),
     "data_fsdp": (["mesh.data=2", "mesh.fsdp=4"], 8),
     "fsdp_tensor": (["mesh.data=1", "mesh.fsdp=4", "mesh.tensor=2"], 8),
+    "fsdp_context": (["mesh.data=1", "mesh.fsdp=2", "mesh.context=4"], 8),
+    "fsdp_context_tensor": (["mesh.data=1", "mesh.fsdp=2", "mesh.context=2", "mesh.tensor=2"], 8),
 }
+LATENT_SHAPE = (8, 2, 2, 4, 8)  # 16 tokens with the smoke config's 1x1x1 patches
 
 
-def _dit_steps(mesh_name, num_steps=2):
+def _dit_steps(mesh_name, num_steps=2, extra=()):
     overrides, n = MESHES[mesh_name]
-    cfg = load_config("experiments/quickstart.py:smoke", TINY + overrides)
+    cfg = load_config("experiments/quickstart.py:smoke", TINY + overrides + list(extra))
     mesh = build_mesh(cfg.mesh, devices=jax.devices()[:n])
     rules = rules_from_preset(cfg.mesh.rules)
     dit, text = build_dit(cfg), build_text_encoder(cfg)
@@ -41,8 +47,8 @@ def _dit_steps(mesh_name, num_steps=2):
     text_params = text.init(jax.random.key(1), text_sh)
     rng = np.random.default_rng(0)
     tokens = tokenize_bytes(["a red circle moving left", "blue square going up"] * 4, 16)
-    batch = {"latent_mean": rng.normal(size=(8, 1, 2, 2, 8)).astype(np.float32),
-             "latent_logvar": np.full((8, 1, 2, 2, 8), -4.0, np.float32), **tokens}
+    batch = {"latent_mean": rng.normal(size=LATENT_SHAPE).astype(np.float32),
+             "latent_logvar": np.full(LATENT_SHAPE, -4.0, np.float32), **tokens}
     batch_sh = batch_shardings(mesh, rules, batch)
     empty = tokenize_bytes([""], 16)
     step = jit_train_step(
@@ -58,6 +64,12 @@ def _dit_steps(mesh_name, num_steps=2):
     return losses, jax.device_get(state.params), state
 
 
+@functools.cache
+def _single_device_reference():
+    losses, params, _ = _dit_steps("single")
+    return losses, params
+
+
 def test_dit_step_is_actually_sharded_on_8_devices():
     _, _, state = _dit_steps("fsdp_tensor", num_steps=1)
     spec = state.params["blocks"]["ffn"]["gate"]["kernel"].sharding.spec
@@ -67,8 +79,20 @@ def test_dit_step_is_actually_sharded_on_8_devices():
 
 @pytest.mark.parametrize("mesh_name", ["data_fsdp", "fsdp_tensor"])
 def test_dit_sharded_equals_single_device(mesh_name):
-    ref_losses, ref_params, _ = _dit_steps("single")
+    ref_losses, ref_params = _single_device_reference()
     losses, params, _ = _dit_steps(mesh_name)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mesh_name,strategy", [("fsdp_context", "all_gather"),
+                                               ("fsdp_context", "ring"),
+                                               ("fsdp_context", "ulysses"),
+                                               ("fsdp_context_tensor", "ring")])
+def test_dit_context_parallel_equals_single_device(mesh_name, strategy):
+    ref_losses, ref_params = _single_device_reference()
+    losses, params, _ = _dit_steps(mesh_name, extra=[f"dit.context_parallel={strategy}"])
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
