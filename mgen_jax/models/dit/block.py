@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from mgen_jax.models.attention import dot_product_attention
+from mgen_jax.models.attention import dot_product_attention, resolve_backend
 from mgen_jax.models.dit.remat import ATTENTION_OUT
 from mgen_jax.models.layers import Dense, RMSNorm, param
 from mgen_jax.parallel.logical_rules import active_sharding, constrain
@@ -25,9 +25,15 @@ RESIDUAL = ("act_batch", "act_res_seq", "act_embed")
 _MANUALLY_PARTITIONED = ("splash",)
 
 
+def mesh_backend(backend: str) -> str:
+    """Resolve "auto" for the platform of the mesh being compiled for (or the default one)."""
+    active = active_sharding()
+    return resolve_backend(backend, active[0].devices.flat[0].platform if active else None)
+
+
 def self_attention(q, k, v, segment_ids, *, backend: str, context_parallel: str):
     """Self-attention over the whole (possibly context-sharded) sequence."""
-    active = active_sharding()
+    active, backend = active_sharding(), mesh_backend(backend)
     if active is not None and (active[0].shape["context"] > 1 or backend in _MANUALLY_PARTITIONED):
         from mgen_jax.parallel.context_attention import context_parallel_attention
         return context_parallel_attention(q, k, v, None, segment_ids, strategy=context_parallel,
@@ -109,7 +115,7 @@ class TransformerBlock(nnx.Module):
         seg = None if token_segments is None else (token_segments, text_segments)
         out = dot_product_attention(c.heads(c.q(self.cross_norm(x))), c.heads(c.k(text)),
                                     c.heads(c.v(text)), text_mask, seg,
-                                    backend=_cross_backend(self.backend))
+                                    backend=_cross_backend(mesh_backend(self.backend)))
         x = x + c.o(out.reshape(out.shape[0], out.shape[1], -1))
 
         h = (self.ffn_norm(x) * (1 + scale2) + shift2).astype(x.dtype)

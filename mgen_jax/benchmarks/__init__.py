@@ -1,0 +1,1 @@
+"""Benchmarks (compile-time memory analyses and timings) reported by `mgen bench`."""
