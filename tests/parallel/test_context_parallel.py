@@ -106,9 +106,10 @@ def test_matches_unsharded_mask_variants(strategy, masks):
     _check("data2_context4", strategy, masks)
 
 
-@pytest.mark.parametrize("strategy", ["all_gather", "ulysses"])
-def test_runs_the_chunked_kernel_per_shard(strategy):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_runs_the_chunked_kernel_per_shard(strategy):  # ring: flash blocks merged by their lse
     _check("fsdp2_context2_tensor2", strategy, ("key_mask", "segments"), backend="chunked")
+    _check("context8", strategy, ("key_mask", "segments"), backend="chunked")
 
 
 def test_no_context_axis_is_the_local_kernel():
