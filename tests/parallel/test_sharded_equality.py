@@ -86,13 +86,17 @@ def test_dit_sharded_equals_single_device(mesh_name):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("mesh_name,strategy", [("fsdp_context", "all_gather"),
-                                               ("fsdp_context", "ring"),
-                                               ("fsdp_context", "ulysses"),
-                                               ("fsdp_context_tensor", "ring")])
-def test_dit_context_parallel_equals_single_device(mesh_name, strategy):
+@pytest.mark.parametrize("mesh_name,extra", [
+    ("fsdp_context", ["dit.context_parallel=all_gather"]),
+    ("fsdp_context", ["dit.context_parallel=ring"]),
+    ("fsdp_context", ["dit.context_parallel=ulysses"]),
+    ("fsdp_context_tensor", ["dit.context_parallel=ring", "dit.attention=chunked"]),
+    # chunked kernels run per shard (shard_map), self- and cross-attention
+    ("fsdp_tensor", ["dit.attention=chunked"]),
+])
+def test_dit_context_parallel_and_per_shard_kernels_equal_single_device(mesh_name, extra):
     ref_losses, ref_params = _single_device_reference()
-    losses, params, _ = _dit_steps(mesh_name, extra=[f"dit.context_parallel={strategy}"])
+    losses, params, _ = _dit_steps(mesh_name, extra=extra)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

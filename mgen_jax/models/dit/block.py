@@ -17,12 +17,14 @@ from jax.ad_checkpoint import checkpoint_name
 from mgen_jax.models.attention import dot_product_attention, resolve_backend
 from mgen_jax.models.dit.remat import ATTENTION_OUT
 from mgen_jax.models.layers import Dense, RMSNorm, param
+from mgen_jax.parallel.context_attention import context_parallel_attention
+from mgen_jax.parallel.context_attention.per_shard import per_shard_attention
 from mgen_jax.parallel.logical_rules import active_sharding, constrain
 
 NUM_MODULATIONS = 6
 RESIDUAL = ("act_batch", "act_res_seq", "act_embed")
-# Pallas kernels are opaque to the SPMD partitioner: they must run per shard, under shard_map.
-_MANUALLY_PARTITIONED = ("splash",)
+# Kernels that must run per shard under shard_map on a mesh (parallel/context_attention/per_shard.py).
+_PER_SHARD = ("splash", "chunked")
 
 
 def mesh_backend(backend: str) -> str:
@@ -31,14 +33,20 @@ def mesh_backend(backend: str) -> str:
     return resolve_backend(backend, active[0].devices.flat[0].platform if active else None)
 
 
-def self_attention(q, k, v, segment_ids, *, backend: str, context_parallel: str):
-    """Self-attention over the whole (possibly context-sharded) sequence."""
+def attention(q, k, v, key_mask, segment_ids, *, backend: str, context_parallel: str | None):
+    """Self-attention (context_parallel = strategy name: the sequence of q and k/v may be sharded
+    over 'context') or cross-attention (None: k/v are text, whole on every device)."""
     active, backend = active_sharding(), mesh_backend(backend)
-    if active is not None and (active[0].shape["context"] > 1 or backend in _MANUALLY_PARTITIONED):
-        from mgen_jax.parallel.context_attention import context_parallel_attention
-        return context_parallel_attention(q, k, v, None, segment_ids, strategy=context_parallel,
-                                          backend=backend)
-    return dot_product_attention(q, k, v, None, segment_ids, backend=backend)
+    if active is None:
+        return dot_product_attention(q, k, v, key_mask, segment_ids, backend=backend)
+    mesh, rules = active
+    if context_parallel is not None and mesh.shape["context"] > 1:
+        return context_parallel_attention(q, k, v, key_mask, segment_ids,
+                                          strategy=context_parallel, backend=backend)
+    if backend in _PER_SHARD:
+        return per_shard_attention(q, k, v, key_mask, segment_ids, backend=backend, mesh=mesh,
+                                   rules=rules)
+    return dot_product_attention(q, k, v, key_mask, segment_ids, backend=backend)
 
 
 class MultiHeadAttention(nnx.Module):
@@ -107,15 +115,15 @@ class TransformerBlock(nnx.Module):
         h = (self.attn_norm(x) * (1 + scale1) + shift1).astype(x.dtype)
         a = self.self_attn
         seg = None if token_segments is None else (token_segments, token_segments)
-        out = self_attention(a.heads(a.q(h)), a.heads(a.k(h)), a.heads(a.v(h)), seg,
-                             backend=self.backend, context_parallel=self.context_parallel)
+        out = attention(a.heads(a.q(h)), a.heads(a.k(h)), a.heads(a.v(h)), None, seg,
+                        backend=self.backend, context_parallel=self.context_parallel)
         x = x + (gate1 * a.output(out)).astype(x.dtype)
 
         c = self.cross_attn
         seg = None if token_segments is None else (token_segments, text_segments)
-        out = dot_product_attention(c.heads(c.q(self.cross_norm(x))), c.heads(c.k(text)),
-                                    c.heads(c.v(text)), text_mask, seg,
-                                    backend=_cross_backend(mesh_backend(self.backend)))
+        out = attention(c.heads(c.q(self.cross_norm(x))), c.heads(c.k(text)), c.heads(c.v(text)),
+                        text_mask, seg, backend=_cross_backend(mesh_backend(self.backend)),
+                        context_parallel=None)
         x = x + c.o(out.reshape(out.shape[0], out.shape[1], -1))
 
         h = (self.ffn_norm(x) * (1 + scale2) + shift2).astype(x.dtype)
@@ -125,5 +133,5 @@ class TransformerBlock(nnx.Module):
 
 def _cross_backend(backend: str) -> str:
     """Cross-attention keys are a few hundred text tokens: the memory-linear pure-JAX kernel
-    serves it on every platform where self-attention uses a manually partitioned kernel."""
-    return "chunked" if backend in _MANUALLY_PARTITIONED else backend
+    serves it wherever self-attention uses splash (whose blocks want long key sequences)."""
+    return "chunked" if backend == "splash" else backend
