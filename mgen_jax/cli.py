@@ -59,6 +59,39 @@ def _cmd_eval(args, _):
     evaluate_workdir(args.workdir, args.out)
 
 
+def _cmd_plan(args, overrides):
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for TPU without opening one
+    from mgen_jax.configs.loading import load_config
+    from mgen_jax.configs.validation import ConfigError
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        sys.exit(f"mgen plan: bad config: {err}")
+    from mgen_jax.planning.plan import format_plan, plan_train_step
+    plan = plan_train_step(cfg, args.topology, correct_scan=not args.no_flops_variant,
+                           hlo_path=args.hlo)
+    plan = {"config_spec": args.config, "overrides": list(overrides), **plan}
+    print(format_plan(plan))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(plan, f, indent=2)
+        print(f"wrote {args.json}")
+
+
+def _cmd_bench(args, _):
+    from mgen_jax.benchmarks.registry import format_table, run_benchmark
+    result = run_benchmark(args.name, quick=args.quick)
+    print(format_table(result.get("summary", result)))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    else:
+        print(json.dumps(result, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,14 +120,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workdir", required=True)
     ev.add_argument("--out", default=None)
     ev.set_defaults(func=_cmd_eval)
+
+    plan = sub.add_parser("plan", help="compile the train step ahead of time for a TPU topology "
+                                       "and report memory, FLOPs and collectives")
+    plan.add_argument("--config", required=True, help="experiments/NAME.py[:arg]")
+    plan.add_argument("--topology", required=True, help="TPU topology, e.g. v5p:8x8x4")
+    plan.add_argument("--json", default=None, help="write the plan as JSON here")
+    plan.add_argument("--no-flops-variant", action="store_true",
+                      help="skip the second (unrolled-scan) compile that corrects XLA's FLOPs")
+    plan.add_argument("--hlo", default=None, help="also write the compiled HLO text here")
+    plan.set_defaults(func=_cmd_plan)
+
+    from mgen_jax.benchmarks.registry import BENCHMARKS
+    bench = sub.add_parser("bench", help="run one benchmark; print a table and write JSON")
+    bench.add_argument("name", choices=sorted(BENCHMARKS))
+    bench.add_argument("--json", default=None, help="write the result as JSON here")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv=None) -> None:
     overrides, rest = _split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(rest)
-    if overrides and args.command != "train":
-        sys.exit(f"mgen {args.command}: --config.* overrides only apply to `mgen train`")
+    if overrides and args.command not in ("train", "plan"):
+        sys.exit(f"mgen {args.command}: --config.* overrides only apply to `mgen train` and "
+                 "`mgen plan`")
     args.func(args, overrides)
 
 

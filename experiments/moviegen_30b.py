@@ -1,0 +1,82 @@
+"""Movie Gen Video 30B: the three pre-training stages of the paper (Table 3), for TPU v5p slices.
+
+    mgen plan --config=experiments/moviegen_30b.py:t2iv_768 --topology=v5p:8x8x4 --json=plan.json
+
+`arg` names the stage (moviegen_spec.md section 4.1):
+
+  t2i_256   text-to-image warm-up, 256 px images (data.frames=1: one latent frame, 16x16 = 256
+            tokens). Position tables: spatial only (16 x 16), no temporal table. Paper: batch
+            9216, lr 1e-4, 210k iterations. Meant for v5p:8x8x4 (256 chips), pure FSDP over all
+            256 chips: 36 images per chip, the paper's global batch on one slice.
+  t2iv_256  joint text-to-image/video at 256 px, up to 32 latent frames (256 frames at 8x
+            temporal compression: 32 x 16 x 16 = 8,192 tokens). Position tables: spatial doubled
+            (32 x 32, more aspect ratios), temporal added for 32 latent frames. Paper: batch
+            1536 -> 3072 on up to 6144 GPUs, TP = 4, lr 6e-5, 185k iterations. Meant for
+            v5p:8x8x4 (256 chips): tensor 4 x fsdp 64, global batch 256 (one 8K-token clip per
+            chip; the paper's batch is reached with more slices on the data axis).
+  t2iv_768  joint text-to-image/video at 768 px: 768x768 x 256 frames = 32 x 48 x 48 = 73,728
+            tokens. Position tables: spatial x3 (96 x 96), temporal 32. Paper: batch 1536 -> 512,
+            lr 6e-5 stepped down at plateaus, 74.5k iterations, TP = 4, CP <= 2. Meant for
+            v5p:8x8x4 (256 chips) with one sample per 8 chips: fsdp 32 x context 2 x tensor 4,
+            global batch 32.
+
+Common to all stages: the 30B DiT (48 layers, width 6144, 48 heads, SwiGLU 16384), fp32 master
+weights and AdamW state, bf16 compute, full rematerialisation of every layer, Pallas splash
+attention (TPU) for self-attention; the paper's TAE (8x8x8 compression, 16 latent channels).
+
+Text conditioning, until the three-encoder conditioner lands: one cached 4096-dim embedding
+sequence (UL2's width) of 512 tokens. The paper concatenates UL2, long-prompt MetaCLIP (256
+tokens) and ByT5 outputs; mindone caches UL2 at 300 and ByT5 at 100 tokens, about 656 in all;
+512 is the planning stand-in, a multiple of the attention block size (cross-attention is a few
+percent of the FLOPs either way).
+
+Optimizer: AdamW as in spec section 4.1 (lr per stage above). Betas, weight decay, warm-up and
+clipping are not given by the paper; we take mindone's (0.9/0.999, wd 0.1, 1000 warm-up steps,
+clip 1.0) [inferred, not the paper's].
+"""
+from mgen_jax.configs.dit import dit_config
+from mgen_jax.configs.mesh import mesh_config
+from mgen_jax.configs.optim import optim_config
+from mgen_jax.configs.schema import default_experiment
+from mgen_jax.configs.tae import tae_config
+
+STAGES = {
+    # frames, pixels, position tables (t, h, w), global batch, lr, iterations, mesh, topology
+    "t2i_256": dict(frames=1, size=256, max_positions=(1, 16, 16), batch=9216, lr=1e-4,
+                    steps=210_000, mesh=dict(data=1, fsdp=256, context=1, tensor=1),
+                    topology="v5p:8x8x4"),
+    "t2iv_256": dict(frames=256, size=256, max_positions=(32, 32, 32), batch=256, lr=6e-5,
+                     steps=185_000, mesh=dict(data=1, fsdp=64, context=1, tensor=4),
+                     topology="v5p:8x8x4"),
+    "t2iv_768": dict(frames=256, size=768, max_positions=(32, 96, 96), batch=32, lr=6e-5,
+                     steps=74_500, mesh=dict(data=1, fsdp=32, context=2, tensor=4),
+                     topology="v5p:8x8x4"),
+}
+TEXT_DIM = 4096        # UL2 width (mindone's assumption; the paper does not give it)
+TEXT_TOKENS = 512      # planning stand-in for the concatenated encoders, see the docstring
+
+
+def get_config(arg=None):
+    if arg not in STAGES:
+        raise ValueError(f"moviegen_30b stage {arg!r} unknown; choose one of {sorted(STAGES)} "
+                         "(e.g. experiments/moviegen_30b.py:t2iv_768)")
+    stage = STAGES[arg]
+    cfg = default_experiment()
+    cfg.param_dtype, cfg.compute_dtype = "float32", "bfloat16"
+
+    cfg.tae = tae_config("paper")
+    cfg.data.update(frames=stage["frames"], height=stage["size"], width=stage["size"])
+
+    cfg.dit = dit_config("30b")
+    cfg.dit.update(max_positions=stage["max_positions"], remat="full", attention="splash",
+                   context_parallel="all_gather", scan_layers=True, scan_unroll=1)
+
+    cfg.text.update(d_model=TEXT_DIM, max_length=TEXT_TOKENS)
+
+    cfg.dit_train = optim_config(lr=stage["lr"], steps=stage["steps"],
+                                 batch_size=stage["batch"], warmup_steps=1000)
+    cfg.dit_train.update(b1=0.9, b2=0.999, weight_decay=0.1, grad_clip=1.0,
+                         log_every=100, checkpoint_every=1000)
+
+    cfg.mesh = mesh_config(**stage["mesh"], rules="default")
+    return cfg

@@ -1,0 +1,70 @@
+"""`mgen bench dit --quick` through the CLI entry point: the JSON carries every figure with sane
+types and signs (no timing thresholds: benchmarks are measured, not asserted)."""
+import json
+import math
+
+import pytest
+
+from mgen_jax import cli
+from mgen_jax.benchmarks.registry import BENCHMARKS, format_table, get_benchmark
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def test_bench_dit_quick_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench" / "dit.json"
+    cli.main(["bench", "dit", "--quick", f"--json={out}"])
+    printed = capsys.readouterr().out
+    assert "fraction_of_matmul_peak" in printed and f"wrote {out}" in printed
+    r = json.loads(out.read_text())
+
+    assert r["benchmark"] == "dit" and r["quick"] is True
+    m = r["machine"]
+    assert m["cpu_count"] >= 1 and m["backend"] == "cpu" and isinstance(m["jax"], str)
+
+    peak = r["matmul_peak"]
+    assert _positive(peak["flops_per_s"])
+    assert peak["flops_per_s"] == max(peak["before"]["flops_per_s"], peak["after"]["flops_per_s"])
+    for row in peak["before"]["sizes"]:
+        assert row["flops"] == 2.0 * row["n"] ** 3 and _positive(row["seconds"])
+
+    model = r["model"]
+    assert model["scan_layers"] is False and model["num_params"] > 0
+    assert model["tokens_per_sample"] == math.prod(model["token_grid"]) > 0
+    step = r["step"]
+    assert _positive(step["step_seconds"]) and _positive(step["compile_seconds"])
+    assert step["step_seconds_min"] <= step["step_seconds"] <= step["step_seconds_max"]
+    assert len(step["step_seconds_all"]) == step["steps_timed"]
+    assert math.isfinite(step["final_loss"])
+
+    flops = r["flops"]
+    assert _positive(flops["model_flops_per_step"]) and _positive(flops["xla_flops_per_step"])
+    assert flops["model_flops_per_step"] == pytest.approx(sum(flops["model_flops_parts"].values()))
+    # XLA counts everything the analytic count leaves out (norms, softmax, optimizer): never less
+    # than the matmuls, and the same order of magnitude with the layers unrolled.
+    assert 0.9 < flops["xla_over_model"] < 3
+    assert r["achieved_model_flops_per_s"] == pytest.approx(
+        flops["model_flops_per_step"] / step["step_seconds"])
+    assert r["fraction_of_matmul_peak"] == pytest.approx(
+        r["achieved_model_flops_per_s"] / peak["flops_per_s"])
+    assert _positive(r["cpu_time"]["fraction_of_matmul_peak"])
+
+    att = r["attention_memory"]
+    if att["available"]:
+        backends = {row["backend"] for row in att["rows"]}
+        assert backends == {"xla", "chunked"}
+        assert all(_positive(row["peak_bytes"]) for row in att["rows"])
+        assert set(att["peak_growth"]) == backends
+        assert all(_positive(g) for g in att["peak_growth"].values())
+
+
+def test_registry_names_and_errors():
+    assert "dit" in BENCHMARKS and callable(get_benchmark("dit"))
+    with pytest.raises(KeyError, match="unknown; choose one of"):
+        get_benchmark("no_such_bench")
+    with pytest.raises(SystemExit):  # argparse rejects a name the registry does not know
+        cli.main(["bench", "no_such_bench"])
+    table = format_table({"a": {"b": 1.23456789, "c": [1, 2]}, "d": [{"e": "x"}]})
+    assert table.splitlines() == ["a.b     1.235", "a.c     [1, 2]", "d[0].e  x"]

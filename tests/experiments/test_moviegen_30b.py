@@ -1,0 +1,54 @@
+"""experiments/moviegen_30b.py: the paper's three pre-training stages load and validate, with the
+paper's token counts, position tables, learning rates and a mesh that fills the stage's slice."""
+import math
+
+import pytest
+
+from mgen_jax.configs.loading import load_config
+from mgen_jax.configs.mesh import MESH_AXES
+from mgen_jax.configs.validation import ConfigError
+from mgen_jax.models.builders import build_dit
+from mgen_jax.models.dit.flops import token_grid
+
+SPEC = "experiments/moviegen_30b.py"
+# stage: (tokens per sample, position tables, lr, chips of the stage's topology)
+EXPECTED = {
+    "t2i_256": (16 * 16, (1, 16, 16), 1e-4, 256),
+    "t2iv_256": (32 * 16 * 16, (32, 32, 32), 6e-5, 256),
+    "t2iv_768": (32 * 48 * 48, (32, 96, 96), 6e-5, 256),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(EXPECTED))
+def test_stage_loads_and_validates(stage):
+    cfg = load_config(f"{SPEC}:{stage}")
+    tokens, tables, lr, chips = EXPECTED[stage]
+    assert math.prod(token_grid(cfg)) == tokens
+    assert tuple(cfg.dit.max_positions) == tables
+    assert cfg.dit_train.lr == lr
+    assert (cfg.dit.size, cfg.dit.remat, cfg.dit.attention) == ("30b", "full", "splash")
+    assert (cfg.param_dtype, cfg.compute_dtype) == ("float32", "bfloat16")
+    assert cfg.tae.z_channels == 16 and cfg.text.d_model == 4096
+    assert math.prod(cfg.mesh[a] for a in MESH_AXES) == chips
+    batch_shards = cfg.mesh.data * cfg.mesh.fsdp
+    assert cfg.dit_train.batch_size % batch_shards == 0
+
+
+def test_768_stage_is_one_sample_per_8_chips_with_the_papers_tp_and_cp():
+    cfg = load_config(f"{SPEC}:t2iv_768")
+    assert cfg.dit_train.batch_size == 32 and (cfg.data.height, cfg.data.frames) == (768, 256)
+    assert cfg.mesh.tensor == 4 and cfg.mesh.context <= 2
+    assert 256 // cfg.dit_train.batch_size == 8
+
+
+def test_unknown_stage_is_rejected():
+    with pytest.raises(ValueError, match="t2iv_768"):
+        load_config(f"{SPEC}:t2v_1080")
+    with pytest.raises(ConfigError, match="dit.max_positions"):
+        load_config(f"{SPEC}:t2i_256", ["data.frames=256"])  # no temporal table for images
+
+
+def test_30b_parameter_count():
+    n = build_dit(load_config(f"{SPEC}:t2iv_768")).num_params()
+    print(f"moviegen_30b DiT parameters: {n:,}")
+    assert 28.5e9 <= n <= 31.5e9, n

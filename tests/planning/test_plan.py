@@ -1,0 +1,223 @@
+"""`mgen plan`: the real DiT train step compiled ahead of time for a small TPU topology (libtpu
+describes v5p:2x2x1 on this CPU machine), and the pieces it is built from: the analytic FLOP
+model, the replicated-parameter fraction and the HLO reader (loops, collectives)."""
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mgen_jax.cli import main
+from mgen_jax.configs.loading import load_config
+from mgen_jax.models.dit.flops import dit_train_flops
+from mgen_jax.parallel.replication import replicated_fraction
+from mgen_jax.planning import hlo
+from mgen_jax.planning.collectives import collectives_summary
+
+# Matmul-dominated on purpose (width 256, 32 video tokens x batch 8), so the compiled/analytic
+# ratio measures the remat recompute rather than elementwise overheads.
+TINY = ["--config.dit.width=256", "--config.dit.num_heads=4", "--config.dit.mlp_dim=768",
+        "--config.dit.depth=4", "--config.dit.patch_size=(1, 2, 2)", "--config.data.frames=16",
+        "--config.data.height=64", "--config.data.width=64", "--config.text.max_length=32",
+        "--config.dit_train.batch_size=8", "--config.mesh.data=1", "--config.mesh.fsdp=2",
+        "--config.mesh.tensor=2", "--config.dit.attention=xla"]
+
+
+def _plan(tmp_path_factory, remat: str) -> dict:
+    out = tmp_path_factory.mktemp("plan") / f"plan_{remat}.json"
+    main(["plan", "--config=experiments/quickstart.py", "--topology=v5p:2x2x1",
+          f"--json={out}", *TINY, f"--config.dit.remat={remat}"])
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def plan_full(tmp_path_factory):
+    return _plan(tmp_path_factory, "full")
+
+
+@pytest.fixture(scope="module")
+def plan_none(tmp_path_factory):
+    return _plan(tmp_path_factory, "none")
+
+
+def test_plan_json_has_every_field(plan_full):
+    p = plan_full
+    for key in ("topology", "chip", "chips", "devices", "mesh", "rules", "config",
+                "memory_per_device", "flops", "collectives", "xla_estimate",
+                "replicated_parameter_fraction", "compile_seconds"):
+        assert key in p, key
+    assert p["topology"] == "v5p:2x2x1" and p["chips"] == 4 and p["devices"] == 4
+    assert p["mesh"] == {"data": 1, "fsdp": 2, "context": 1, "tensor": 2}
+    assert p["rules"] == "default"
+    c = p["config"]
+    for key in ("dit_size", "params", "tokens_per_sample", "global_batch", "remat", "attention",
+                "dtypes"):
+        assert key in c, key
+    assert c["tokens_per_sample"] == 2 * 4 * 4 and c["global_batch"] == 8
+    assert c["remat"] == "full" and c["attention"] == "xla"
+    assert c["params"] > 3_000_000
+    for key in ("analytic_per_step", "compiled_per_step", "compiled_over_analytic",
+                "flops_method", "hlo_matmul_flops_per_step", "pallas_kernels"):
+        assert key in p["flops"], key
+    assert p["compile_seconds"]["compile"] > 0 and p["compile_seconds"]["flops_variant"] > 0
+
+
+def test_plan_memory_is_positive_and_consistent(plan_full):
+    m = plan_full["memory_per_device"]
+    for key in ("argument_bytes", "output_bytes", "temporary_bytes", "generated_code_bytes",
+                "total_bytes", "hbm_bytes"):
+        assert m[key] > 0, key
+    assert m["total_bytes"] == (m["argument_bytes"] + m["output_bytes"] - m["alias_bytes"]
+                                + m["temporary_bytes"] + m["generated_code_bytes"])
+    assert m["hbm_bytes"] == 95 * 2 ** 30
+    assert m["fraction_of_hbm"] == pytest.approx(m["total_bytes"] / m["hbm_bytes"])
+    assert m["fits"] is True
+    # The state is donated: the updated state aliases the old one.
+    assert m["alias_bytes"] > 0
+    # Arguments = the device's shards of params + AdamW moments (2x params) + batch.
+    kinds = m["arguments_by_kind"]
+    assert kinds["optimizer_state_bytes"] == pytest.approx(2 * kinds["params_bytes"], rel=0.01)
+    assert sum(kinds.values()) == pytest.approx(m["argument_bytes"], rel=0.05)
+    # fsdp x tensor = 4-way sharding: each device holds about a quarter of the fp32 params.
+    full_params = plan_full["config"]["params"] * 4
+    assert 0.2 < kinds["params_bytes"] / full_params < 0.35
+
+
+def test_compiled_flops_match_analytic_plus_remat(plan_full, plan_none):
+    full, none = plan_full["flops"], plan_none["flops"]
+    assert full["analytic_per_step"] == none["analytic_per_step"]
+    # Full remat recomputes each block's forward: ~4/3 of the model FLOPs.
+    assert 1.0 < full["compiled_over_analytic"] < 1.6
+    assert full["compiled_over_analytic"] == pytest.approx(
+        full["expected_from_remat"]["hardware_over_model"], rel=0.08)
+    assert 0.95 < none["compiled_over_analytic"] < 1.15
+    assert full["compiled_over_analytic"] - none["compiled_over_analytic"] == pytest.approx(
+        full["expected_from_remat"]["hardware_over_model"] - 1, abs=0.06)
+    # The HLO matmul count (every loop trip counted) agrees with the scan-corrected XLA count.
+    for f in (full, none):
+        assert f["hlo_matmul_flops_per_step"] == pytest.approx(f["compiled_per_step"], rel=0.1)
+        assert f["loops"]["top_level_trip_counts"] == [4]
+        assert f["pallas_kernels"]["count"] == 0
+    # Without the correction XLA would have counted the 4 scanned layers as one.
+    assert full["cost_analysis_raw_flops_per_device"] * 4 < 0.5 * full["compiled_per_step"]
+
+
+def test_plan_collectives_estimate_and_replication(plan_full):
+    col = plan_full["collectives"]
+    for kind in ("all-gather", "reduce-scatter", "all-reduce", "all-to-all",
+                 "collective-permute"):
+        assert col[kind]["count"] >= 0 and col[kind]["bytes"] >= 0
+    # FSDP gathers weights (per layer: more than one gather per scanned layer x 4 layers).
+    assert col["all-gather"]["count"] > 8 and col["all-gather"]["bytes"] > 0
+    e = plan_full["xla_estimate"]
+    assert "NOT a measurement" in e["label"]
+    assert e["step_seconds"] > 0 and 0 < e["implied_mfu"] < 1
+    assert 0 <= plan_full["replicated_parameter_fraction"] <= 0.02
+
+
+def test_analytic_flops_against_a_hand_count():
+    cfg = load_config("experiments/quickstart.py", [
+        "dit.width=8", "dit.num_heads=2", "dit.mlp_dim=12", "dit.depth=3",
+        "dit.patch_size=(1, 2, 2)", "dit.timestep_features=4", "tae.z_channels=4",
+        "data.frames=16", "data.height=32", "data.width=32", "text.max_length=5",
+        "text.d_model=6", "dit_train.batch_size=2"])
+    f = dit_train_flops(cfg)
+    # Tokens: 16 frames / 8 = 2 latent frames, 32 px / 8 = 4 -> 2 x 2 x 2 = 8; p = 4*1*2*2 = 16.
+    assert f["tokens_per_sample"] == 8 and f["text_tokens"] == 5
+    # Forward FLOPs of one sample, one layer (N=8, L=5, W=8, F=12), 2 per multiply-add:
+    self_proj = 4 * 2 * 8 * 8 * 8      # q, k, v, o on video tokens     4096
+    cross_qo = 2 * 2 * 8 * 8 * 8       # cross q, o on video tokens     2048
+    cross_kv = 2 * 2 * 5 * 8 * 8       # cross k, v on text tokens      1280
+    ffn = 3 * 2 * 8 * 8 * 12           # gate, up, down                 4608
+    self_core = 2 * 2 * 8 * 8 * 8      # scores + PV, 8 x 8 tokens      2048
+    cross_core = 2 * 2 * 8 * 5 * 8     # scores + PV, 8 x 5 tokens      1280
+    layer = self_proj + cross_qo + cross_kv + ffn + self_core + cross_core
+    assert layer == 15360
+    patch = 2 * 8 * 16 * 8             # patch embed 16 -> 8            2048
+    final = 2 * 8 * 8 * 16             # final projection 8 -> 16       2048
+    text = 2 * 5 * 6 * 8               # text projection 6 -> 8          480
+    cond = 2 * (4 * 8 + 8 * 8 + 8 * 48 + 8 * 16)  # timestep MLP, adaLN, final adaLN  1216
+    forward = 3 * layer + patch + final + text + cond
+    assert forward == 51872
+    assert f["total"] == 3 * 2 * forward == 311232   # forward + backward, batch 2
+    assert f["parts"]["self_attention_core"] == 12 * 2 * 8 * 8 * 8 * 3
+    assert f["parts"]["cross_attention_core"] == 12 * 2 * 8 * 5 * 8 * 3
+    assert sum(f["parts"].values()) == f["total"]
+    assert f["remat_recompute"]["flops"] == 0  # quickstart: remat none
+
+
+def test_replicated_fraction_on_a_known_sharding():
+    mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(4, 2, 1), ("x", "z", "y"))
+    params = {"w": jax.ShapeDtypeStruct((8, 4), np.float32),
+              "norm": jax.ShapeDtypeStruct((3,), np.float32),
+              "over_size_one_axis": jax.ShapeDtypeStruct((2, 2), np.float32),
+              "two_axes": jax.ShapeDtypeStruct((4, 16), np.float32)}
+    shardings = {"w": NamedSharding(mesh, P("x", None)),
+                 "norm": NamedSharding(mesh, P()),
+                 "over_size_one_axis": NamedSharding(mesh, P(None, "y")),  # 'y' has size 1
+                 "two_axes": NamedSharding(mesh, P(None, ("x", "z")))}
+    assert replicated_fraction(shardings, params) == pytest.approx((3 + 4) / (32 + 3 + 4 + 64))
+    with pytest.raises(ValueError):
+        replicated_fraction({"w": shardings["w"]}, params)
+
+
+# A hand-written HLO module: a 6-iteration loop whose body all-gathers (once natively, once
+# lowered as an all-reduce of a dynamic-update-slice) and multiplies; a reduce-scatter outside.
+_HLO = """HloModule m
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %s = f32[] add(%a, %b)
+}
+
+%body (p: (s32[], f32[4,8])) -> (s32[], f32[4,8]) {
+  %p = (s32[], f32[4,8]) parameter(0)
+  %i = s32[] get-tuple-element(%p), index=0
+  %x = f32[4,8] get-tuple-element(%p), index=1
+  %g = f32[8,8] all-gather(%x), channel_id=1, replica_groups={{0,1}}, dimensions={0}
+  %c = f32[] constant(0)
+  %z = f32[8,8] broadcast(%c), dimensions={}
+  %zero = s32[] constant(0)
+  %dus = f32[8,8] dynamic-update-slice(%z, %x, %zero, %zero)
+  %g2 = f32[8,8] all-reduce(%dus), channel_id=2, replica_groups={{0,1}}, to_apply=%add
+  %d = f32[4,8] dot(%x, %g2), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %one = s32[] constant(1)
+  %next = s32[] add(%i, %one)
+  ROOT %t = (s32[], f32[4,8]) tuple(%next, %d)
+}
+
+%cond (p: (s32[], f32[4,8])) -> pred[] {
+  %p = (s32[], f32[4,8]) parameter(0)
+  %i = s32[] get-tuple-element(%p), index=0
+  %n = s32[] constant(6)
+  ROOT %lt = pred[] compare(%i, %n), direction=LT
+}
+
+ENTRY %main (x: f32[4,8]) -> f32[2,8] {
+  %x = f32[4,8] parameter(0)
+  %c0 = s32[] constant(0)
+  %start = s32[] copy(%c0)
+  %init = (s32[], f32[4,8]) tuple(%start, %x)
+  %w = (s32[], f32[4,8]) while(%init), condition=%cond, body=%body
+  %y = f32[4,8] get-tuple-element(%w), index=1
+  ROOT %rs = f32[2,8] reduce-scatter(%y), channel_id=3, replica_groups={{0,1}}, dimensions={0}, to_apply=%add
+}
+"""
+
+
+def test_hlo_reader_counts_loop_trips_and_collectives():
+    module = hlo.analyze(_HLO)
+    assert [l["trip_count"] for l in module.loops] == [6]
+    assert module.multiplicity["body"] == 6 and module.multiplicity["main"] == 1
+    col = collectives_summary(module)
+    assert col["all-gather"]["count"] == 12          # 2 per iteration x 6
+    assert col["all-gather"]["bytes"] == 12 * 8 * 8 * 4
+    assert col["all-gather"]["lowered_as_all_reduce"]["count"] == 6
+    assert col["all-reduce"]["count"] == 0
+    assert col["reduce-scatter"] == {"count": 1, "bytes": 4 * 8 * 4}
+    assert col["total"]["count"] == 13
+    assert hlo.matmul_flops(module) == 6 * 2 * 4 * 8 * 8
+    assert math.isclose(hlo.shape_bytes("(bf16[2,3]{1,0}, s32[])"), 2 * 3 * 2 + 4)
