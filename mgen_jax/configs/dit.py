@@ -21,7 +21,7 @@ def dit_config(size: str = "tiny") -> ml_collections.ConfigDict:
         raise ValueError(f"dit size {size!r} unknown; choose one of {sorted(DIT_PRESETS)}")
     cfg = dict(DIT_PRESETS[size])
     cfg.update(
-        size=size,
+        size=size,                       # `--config.dit.size=1b` switches the whole preset
         patch_size=(1, 2, 2),            # (t, h, w) patchify kernel = stride
         # max_positions: factorized t/h/w position-embedding table sizes (tokens); see
         # models/dit/position_growth.py for the paper's growth between training stages.

@@ -5,6 +5,7 @@ import os
 
 import ml_collections
 
+from mgen_jax.configs.dit import DIT_PRESETS
 from mgen_jax.configs.validation import ConfigError, validate
 
 
@@ -64,6 +65,15 @@ def load_config(spec: str, overrides=()) -> ml_collections.ConfigDict:
     """spec is `path/to/experiment.py` or `path/to/experiment.py:arg`; returns a validated config."""
     path, _, arg = spec.partition(":")
     cfg = _import_experiment(path).get_config(arg or None)
+    # `dit.size=NAME` switches the whole preset first; other overrides then adjust it.
+    sizes = [a for a in overrides if a.partition("=")[0] == "dit.size"]
+    for assignment in sizes:
+        name = assignment.partition("=")[2]
+        if name not in DIT_PRESETS:
+            raise ConfigError(f"config key 'dit.size': {name!r} unknown; choose one of "
+                              f"{sorted(DIT_PRESETS)}")
+        cfg.dit.update(size=name, **DIT_PRESETS[name])
     for assignment in overrides:
-        apply_override(cfg, assignment)
+        if assignment not in sizes:
+            apply_override(cfg, assignment)
     return validate(cfg)
