@@ -33,16 +33,18 @@ def _target_latents(batch: dict, key, flow_cfg, latent_shift: float, latent_scal
     return normalize_latents(z, latent_shift, latent_scale)
 
 
-def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, text, mask, key):
-    def loss_fn(params):
-        model = dit.bind(params)
-        return flow_matching_loss(lambda x, t: model(x, t, text, mask), x1, key,
-                                  sigma_min=flow_cfg.sigma_min, t_mean=flow_cfg.t_logit_mean,
-                                  t_std=flow_cfg.t_logit_std)
-
-    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+def _update(dit: PureModel, optimizer, state: TrainState, loss_of_model):
+    """One optimizer step on loss_of_model(bound DiT) -> (loss, aux)."""
+    (loss, _), grads = jax.value_and_grad(lambda p: loss_of_model(dit.bind(p)),
+                                          has_aux=True)(state.params)
     state = state.apply_gradients(grads, optimizer)
     return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, text, mask, key):
+    return _update(dit, optimizer, state, lambda model: flow_matching_loss(
+        lambda x, t: model(x, t, text, mask), x1, key, sigma_min=flow_cfg.sigma_min,
+        t_mean=flow_cfg.t_logit_mean, t_std=flow_cfg.t_logit_std))
 
 
 def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
@@ -95,8 +97,7 @@ def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransfor
         text, mask = text.reshape(b, s, *text.shape[1:]), mask.reshape(b, s, -1)
         x1 = normalize_latents(batch["tokens"], latent_shift, latent_scale)
 
-        def loss_fn(params):
-            model = dit.bind(params)
+        def loss_of_model(model):
             velocity = lambda x, t: model.forward_packed(x, batch["coords"], batch["segments"], t,
                                                          text, mask)
             return packed_flow_matching_loss(velocity, x1, batch["segments"], s, k_flow,
@@ -104,8 +105,6 @@ def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransfor
                                              t_mean=flow_cfg.t_logit_mean,
                                              t_std=flow_cfg.t_logit_std)
 
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads, optimizer)
-        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return _update(dit, optimizer, state, loss_of_model)
 
     return train_step

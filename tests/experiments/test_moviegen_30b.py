@@ -52,3 +52,19 @@ def test_30b_parameter_count():
     n = build_dit(load_config(f"{SPEC}:t2iv_768")).num_params()
     print(f"moviegen_30b DiT parameters: {n:,}")
     assert 28.5e9 <= n <= 31.5e9, n
+
+
+@pytest.mark.parametrize("mesh", [("mesh.fsdp=8", "mesh.context=1", "mesh.tensor=1"),
+                                  ("mesh.fsdp=2", "mesh.context=1", "mesh.tensor=4")])
+def test_30b_fsdp_presets_replicate_at_most_2_percent(mesh):
+    """Abstract shardings of the real 30B parameters on 8 CPU devices (nothing allocated)."""
+    import jax
+
+    from mgen_jax.parallel.logical_rules import rules_from_preset
+    from mgen_jax.parallel.mesh import build_mesh
+    from mgen_jax.parallel.replication import replicated_fraction
+    cfg = load_config(f"{SPEC}:t2iv_768", list(mesh))
+    dit = build_dit(cfg)
+    shardings = dit.shardings(build_mesh(cfg.mesh, jax.devices()[:8]), rules_from_preset(cfg.mesh.rules))
+    fraction = replicated_fraction(shardings, dit.abstract_params())
+    assert 0 < fraction <= 0.02, fraction  # > 0: norms and small tables are replicated
