@@ -25,9 +25,12 @@ setup(
         "tqdm>=4.66",
         "msgpack>=1.0",
         "scipy>=1.11",     # connected components in the attribute evaluator
+        "dm-pix>=0.4",     # SSIM for autoencoder reconstructions
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3"],
+        # torch + diffusers: reference implementations the weight converters are tested against.
+        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "diffusers>=0.30",
+                 "safetensors>=0.4"],
         "tpu": ["libtpu"],
     },
     entry_points={"console_scripts": ["mgen=mgen_jax.cli:main"]},

@@ -30,9 +30,11 @@ def _cmd_train(args, overrides):
         cfg = load_config(args.config, overrides)
     except ConfigError as err:
         sys.exit(f"mgen train: bad config: {err}")
-    from mgen_jax.training.text_to_video_job import run_text_to_video
-    run_text_to_video(cfg, args.workdir, show_progress=not args.no_progress,
-                      evaluate=not args.skip_eval)
+    if cfg.job == "tae":
+        from mgen_jax.training.tae_job import run_tae as run
+    else:
+        from mgen_jax.training.text_to_video_job import run_text_to_video as run
+    run(cfg, args.workdir, show_progress=not args.no_progress, evaluate=not args.skip_eval)
 
 
 def _cmd_sample(args, _):
@@ -55,8 +57,12 @@ def _cmd_sample(args, _):
 
 
 def _cmd_eval(args, _):
-    from mgen_jax.evaluation.heldout import evaluate_workdir
-    evaluate_workdir(args.workdir, args.out)
+    from mgen_jax.training.text_to_video_job import load_workdir_config
+    if load_workdir_config(args.workdir).job == "tae":
+        from mgen_jax.training.tae_job import evaluate_tae_workdir as evaluate
+    else:
+        from mgen_jax.evaluation.heldout import evaluate_workdir as evaluate
+    evaluate(args.workdir, args.out)
 
 
 def _cmd_plan(args, overrides):

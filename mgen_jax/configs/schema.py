@@ -14,7 +14,7 @@ from mgen_jax.configs.optim import optim_config
 from mgen_jax.configs.tae import tae_config
 from mgen_jax.configs.text import text_config
 
-JOBS = ("text_to_video",)
+JOBS = ("text_to_video", "tae")
 
 
 def default_experiment() -> ml_collections.ConfigDict:

@@ -15,6 +15,10 @@ TAE_PRESETS = {
                   pixel_patch=(1, 1), temporal_downsamples=3, norm_groups=32),
 }
 
+# Movie Gen's tiles; spatial tiles off.
+DEFAULT_TILING = dict(encode_frames=32, decode_latents=4, decode_overlap=2, spatial_tile=0,
+                      spatial_overlap=0)
+
 
 def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
     if size not in TAE_PRESETS:
@@ -25,12 +29,39 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         # pixel_patch[0] * 2**temporal_downsamples, the downsampling happening in the first
         # levels (paper: no patch, 3 levels -> 8x in time, as in Movie Gen).
         kl_weight=1e-6,
+        # Initial log-variance of the posterior (bias of the encoder's last 1x1 conv). 0 is the
+        # LDM default; a small model learns much faster from a narrow start (see recipes.py).
+        posterior_logvar_init=0.0,
         l1_weight=1.0,
         mse_weight=0.0,  # MSE term; tiny models on sparse content need it (see tae_step)
+        # Movie Gen's other TAE losses (training/tae_losses.py), all off by default.
+        # Outlier penalty on the posterior mean: paper weight 1e5, r = 3.
+        opl_weight=0.0,
+        opl_r=3.0,
+        # LPIPS (VGG, v0.1) on every frame; needs the frozen weights: 'lpips.pth' (an
+        # lpips.LPIPS state dict) or 'vgg16.pth,lin.pth' (torchvision VGG16 + lpips' vgg.pth).
+        perceptual_weight=0.0,
+        lpips_checkpoint="",
+        # Patch-GAN (hinge) with taming's adaptive weight, switched on at step disc_start; the
+        # trained model becomes AutoencoderWithDiscriminator (models/tae/gan_pair.py).
+        disc_weight=0.0,
+        disc_start=0,
+        disc_ndf=64,
+        disc_layers=3,
         # Latents are normalised as (z - shift) * scale before the DiT sees them; both are
         # measured on the training data after the TAE is trained (0 / 1 until then).
         latent_shift=0.0,
         latent_scale=1.0,
+        # Tiled inference (sampling, reconstruction, `mgen bench tae`): Movie Gen encodes
+        # 32-frame tiles without overlap and decodes 4-latent-frame tiles overlapping by 2,
+        # blended linearly. Latent frames wider or taller than spatial_tile latent pixels are
+        # also cut into tiles overlapping by spatial_overlap latent pixels (0: no spatial tiles).
+        tiling=ml_collections.ConfigDict(DEFAULT_TILING),
+        # Joint image/video training (Movie Gen: 1 image batch : 3 video batches). An image
+        # batch is images_per_clip evenly spaced frames of each clip, as 1-frame videos.
+        image_batches=1,
+        video_batches=3,
+        images_per_clip=8,
     )
     return ml_collections.ConfigDict(cfg)
 

@@ -35,6 +35,35 @@ def _require(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _discriminator_patches(side: int, layers: int) -> int:
+    """Patch logits along one side: each 4x4 stride-2 pad-1 conv floors side/2, the two stride-1
+    convs remove one each (models/tae/discriminator.py)."""
+    for _ in range(layers):
+        side //= 2
+    return side - 2
+
+
+def _validate_tae_losses(tae, data) -> None:
+    for key in ("opl_weight", "perceptual_weight", "disc_weight"):
+        _require(tae[key] >= 0, f"tae.{key}", f"{tae[key]} must be >= 0")
+    _require(tae.opl_r > 0, "tae.opl_r", f"{tae.opl_r} must be > 0")
+    if tae.perceptual_weight > 0:
+        paths = [p.strip() for p in tae.lpips_checkpoint.split(",")]
+        _require(bool(tae.lpips_checkpoint.strip()) and len(paths) <= 2 and all(paths),
+                 "tae.lpips_checkpoint", f"{tae.lpips_checkpoint!r}: tae.perceptual_weight > 0 "
+                 "needs 'lpips.pth' or 'vgg16.pth,lin.pth'")
+        for key in ("height", "width"):  # VGG16's four 2x2 pools
+            _require(data[key] >= 16, f"data.{key}", f"{data[key]} < 16 pixels, too small for "
+                     "LPIPS (tae.perceptual_weight > 0)")
+    _require(tae.disc_start >= 0, "tae.disc_start", f"{tae.disc_start} must be >= 0")
+    _require(tae.disc_ndf >= 1, "tae.disc_ndf", f"{tae.disc_ndf} must be >= 1")
+    _require(tae.disc_layers >= 1, "tae.disc_layers", f"{tae.disc_layers} must be >= 1")
+    if tae.disc_weight > 0:
+        for key in ("height", "width"):
+            _require(_discriminator_patches(data[key], tae.disc_layers) >= 1, "tae.disc_layers",
+                     f"{tae.disc_layers} layers leave no patch of data.{key}={data[key]}")
+
+
 def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Returns cfg unchanged if it can run; raises ConfigError naming the key otherwise."""
     _check_keys(cfg, default_experiment(), "")
@@ -59,6 +88,20 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                  f"{tae.norm_groups} groups do not divide {tae.ch * m} channels")
 
     s, tc = spatial_compression(tae), temporal_compression(tae)
+    _require(tae.image_batches >= 0 and tae.video_batches >= 1, "tae.video_batches",
+             "needs image_batches >= 0 and video_batches >= 1")
+    _require(tae.images_per_clip >= 1, "tae.images_per_clip", "must be >= 1")
+    tiles = tae.tiling
+    _require(tiles.encode_frames >= tc and tiles.encode_frames % tc == 0,
+             "tae.tiling.encode_frames", f"{tiles.encode_frames} is not a positive multiple of "
+             f"the temporal compression {tc}")
+    _require(tiles.decode_latents >= 1 and 0 <= 2 * tiles.decode_overlap <= tiles.decode_latents,
+             "tae.tiling.decode_overlap", f"{tiles.decode_overlap} must be between 0 and half of "
+             f"tae.tiling.decode_latents = {tiles.decode_latents}")
+    _require(tiles.spatial_tile == 0 or 0 <= tiles.spatial_overlap < tiles.spatial_tile,
+             "tae.tiling.spatial_overlap", f"{tiles.spatial_overlap} must be below "
+             f"tae.tiling.spatial_tile = {tiles.spatial_tile} (or spatial_tile 0: off)")
+    _validate_tae_losses(tae, data)
     pt, ph, pw = dit.patch_size
     _require(data.frames == 1 or (data.frames >= tc * pt and data.frames % (tc * pt) == 0),
              "data.frames", f"{data.frames} is neither 1 (images) nor a positive multiple of TAE "

@@ -1,12 +1,12 @@
 """Held-out evaluation: generate every held-out (colour, shape, direction) combination from its
 canonical prompt, measure the attributes of the generated videos, write eval.json + media."""
-import json
 import os
 
 import numpy as np
 
 from data_pipelines.shapes import canonical_caption, held_out_combos, render_clip
 from mgen_jax.evaluation.attributes import evaluate_videos
+from mgen_jax.evaluation.json_report import write_json_report
 from mgen_jax.models.tae.video_range import psnr, video_to_float
 from mgen_jax.inference.video_io import write_contact_sheet, write_mp4
 
@@ -65,10 +65,7 @@ def evaluate_workdir(workdir: str, out: str | None = None) -> dict:
                                steps=ev.sample_steps, cfg_scale=ev.cfg_scale,
                                batch_size=ev.batch_size, fps=pipeline.cfg.data.fps,
                                sheet_frames=ev.contact_sheet_frames)
-    out = out or os.path.join(workdir, "eval.json")
-    with open(out + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(out + ".tmp", out)
+    out = write_json_report(report, out or os.path.join(workdir, "eval.json"))
     acc, rec = report["accuracy"], report["reconstruction"]
     print(f"TAE reconstruction of held-out clips: PSNR {rec['psnr_db']:.1f} dB, accuracy colour "
           f"{rec['accuracy']['colour']:.3f} shape {rec['accuracy']['shape']:.3f} direction "

@@ -3,7 +3,6 @@
     x_t = t * x1 + (1 - (1 - sigma_min) * t) * x0,    v = dx_t/dt = x1 - (1 - sigma_min) * x0
 """
 import jax
-import jax.numpy as jnp
 
 
 def _bcast(t: jax.Array, x: jax.Array) -> jax.Array:

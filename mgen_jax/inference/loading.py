@@ -5,7 +5,8 @@ import jax
 
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.inference.text_to_video import TextToVideo
-from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
+                                      build_tae_trainable, build_text_encoder)
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
@@ -26,10 +27,19 @@ def _restore_phase(workdir, phase, model, opt_cfg, mesh, rules, abstract_frozen=
     return state.params, frozen, meta, step
 
 
+def load_tae(workdir: str):
+    """(TAE PureModel, params, step) of a workdir's latest TAE checkpoint."""
+    cfg = load_workdir_config(workdir)
+    mesh, rules = build_mesh(cfg.mesh), rules_from_preset(cfg.mesh.rules)
+    params, _, _, step = _restore_phase(workdir, "tae", build_tae_trainable(cfg), cfg.tae_train,
+                                        mesh, rules)
+    return build_tae(cfg), autoencoder_params(cfg, params), step
+
+
 def load_text_to_video(workdir: str) -> TextToVideo:
     cfg = load_workdir_config(workdir)
     mesh, rules = build_mesh(cfg.mesh), rules_from_preset(cfg.mesh.rules)
-    tae_params, _, _, _ = _restore_phase(workdir, "tae", build_tae(cfg), cfg.tae_train, mesh, rules)
+    _, tae_params, _ = load_tae(workdir)
     text_encoder = build_text_encoder(cfg)
     abstract_text = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)),

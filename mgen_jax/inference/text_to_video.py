@@ -1,5 +1,6 @@
 """Text -> video: encode prompts, Euler-integrate the DiT's guided velocity with the
-configured schedule, decode with the TAE, return uint8 frames. One jit per shape."""
+configured schedule, decode with the TAE in temporal tiles (tae.tiling), return uint8 frames.
+One jit per shape."""
 import functools
 
 import jax
@@ -44,13 +45,13 @@ class TextToVideo:
         x0 = jax.random.normal(key, latent_shape, jnp.float32)
         z = euler_sample(velocity, x0, np.asarray(ts))
         z = denormalize_latents(z, self.latent_shift, self.latent_scale)
-        return float_to_video(self.tae.bind(params["tae"]).decode(z, frames))
+        return float_to_video(self.tae.bind(params["tae"]).decode_tiled(z, frames))
 
     @functools.partial(jax.jit, static_argnums=0)
     def _reconstruct(self, tae_params, video_uint8):
         tae = self.tae.bind(tae_params)
-        mean, _ = tae.encode(video_to_float(video_uint8))
-        return float_to_video(tae.decode(mean, video_uint8.shape[1]))
+        mean, _ = tae.encode_tiled(video_to_float(video_uint8))
+        return float_to_video(tae.decode_tiled(mean, video_uint8.shape[1]))
 
     def reconstruct(self, videos: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """uint8 [N, T, H, W, 3] -> TAE encode (posterior mean) -> decode, uint8, same shape."""

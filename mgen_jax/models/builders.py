@@ -15,6 +15,20 @@ def build_tae(cfg) -> PureModel:
     return PureModel.create(functools.partial(_tae, cfg.tae))
 
 
+def build_tae_trainable(cfg) -> PureModel:
+    """What the TAE phase trains: the autoencoder, paired with its discriminator when the GAN
+    loss is on (cfg.tae.disc_weight > 0)."""
+    if cfg.tae.disc_weight > 0:
+        from mgen_jax.models.tae.gan_pair import build_tae_with_discriminator
+        return build_tae_with_discriminator(cfg.tae)
+    return build_tae(cfg)
+
+
+def autoencoder_params(cfg, trained_params: dict) -> dict:
+    """The autoencoder's params out of the TAE phase's (pair's) params."""
+    return trained_params["autoencoder"] if cfg.tae.disc_weight > 0 else trained_params
+
+
 def build_text_encoder(cfg) -> PureModel:
     return PureModel.create(functools.partial(_t5, cfg.text))
 

@@ -1,32 +1,97 @@
-"""Pure TAE train step: weighted L1 + MSE reconstruction + KL, on a posterior sample.
+"""Pure TAE train step: weighted L1 + MSE reconstruction + KL on a posterior sample, plus the
+optional Movie Gen terms: the outlier penalty (OPL) and LPIPS. The GAN variant, which trains a
+discriminator alongside, is models/tae/gan_pair.py; it shares the loss pieces below.
 
 On sparse content (a small shape on black) L1 alone pulls every pixel towards the background
 median and a tiny model stalls there; MSE does not, so the tiny configs weight it in."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from mgen_jax.models.perceptual.lpips import lpips_video
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.autoencoder import kl_divergence
 from mgen_jax.models.tae.video_range import psnr, video_to_float
+from mgen_jax.training.tae_losses import outlier_penalty_loss
 from mgen_jax.training.train_state import TrainState
 
 
+@dataclasses.dataclass(frozen=True)
+class TaeLossWeights:
+    """Static weights of the autoencoder's own terms. A zero weight leaves its term out of the
+    loss altogether (not 0 * term), so the default config computes exactly the old loss."""
+    kl_weight: float
+    mse_weight: float = 0.0
+    l1_weight: float = 1.0
+    opl_weight: float = 0.0
+    opl_r: float = 3.0
+    perceptual_weight: float = 0.0
+
+    @classmethod
+    def from_config(cls, tae_cfg) -> "TaeLossWeights":
+        return cls(kl_weight=tae_cfg.kl_weight, mse_weight=tae_cfg.mse_weight,
+                   l1_weight=tae_cfg.l1_weight, opl_weight=tae_cfg.opl_weight,
+                   opl_r=tae_cfg.opl_r, perceptual_weight=tae_cfg.perceptual_weight)
+
+
+def check_lpips(weights: TaeLossWeights, lpips: PureModel | None) -> None:
+    if weights.perceptual_weight > 0 and lpips is None:
+        raise ValueError("perceptual_weight > 0 needs the LPIPS model (lpips=lpips_model()) and "
+                         "its frozen params as the step's extra argument")
+
+
+def reconstruction_loss(recon, video, weights: TaeLossWeights, lpips: PureModel | None,
+                        lpips_params):
+    """The "nll" of taming-transformers: pixel terms + LPIPS, what the GAN's adaptive weight
+    balances against. Returns (loss, metrics)."""
+    l1 = jnp.mean(jnp.abs(recon - video))
+    mse = jnp.mean(jnp.square(recon - video))
+    loss = weights.l1_weight * l1 + weights.mse_weight * mse
+    metrics = {"l1": l1, "mse": mse, "psnr": psnr(recon, video)}
+    if weights.perceptual_weight > 0:
+        # Frozen loss network: no gradient reaches its params, only the reconstruction.
+        model = lpips.bind(jax.lax.stop_gradient(lpips_params))
+        perceptual = jnp.mean(lpips_video(model, recon, video))
+        loss = loss + weights.perceptual_weight * perceptual
+        metrics["perceptual"] = perceptual
+    return loss, metrics
+
+
+def latent_regularizers(mean, logvar, weights: TaeLossWeights):
+    """KL to N(0, I) and the OPL. The OPL looks at the posterior mean: the latent the DiT is
+    trained on ("spots" are in it), without the sampling noise of z. Returns (loss, metrics)."""
+    kl = kl_divergence(mean, logvar)
+    opl = outlier_penalty_loss(mean, weights.opl_r)  # also logged when off: it flags spots
+    loss = weights.kl_weight * kl
+    if weights.opl_weight > 0:
+        loss = loss + weights.opl_weight * opl
+    return loss, {"kl": kl, "opl": opl}
+
+
 def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation, kl_weight: float,
-                        mse_weight: float = 0.0, l1_weight: float = 1.0):
-    def train_step(state: TrainState, batch: dict, key: jax.Array):
+                        mse_weight: float = 0.0, l1_weight: float = 1.0, *,
+                        opl_weight: float = 0.0, opl_r: float = 3.0,
+                        perceptual_weight: float = 0.0, lpips: PureModel | None = None):
+    """step(state, batch, key), or step(state, lpips_params, batch, key) when perceptual_weight
+    > 0 (the frozen LPIPS params travel like the DiT step's frozen text params)."""
+    weights = TaeLossWeights(kl_weight, mse_weight, l1_weight, opl_weight, opl_r, perceptual_weight)
+    check_lpips(weights, lpips)
+
+    def step(state: TrainState, lpips_params, batch: dict, key: jax.Array):
         video = video_to_float(batch["video"])
 
         def loss_fn(params):
             recon, mean, logvar = tae.bind(params)(video, key)
-            l1 = jnp.mean(jnp.abs(recon - video))
-            mse = jnp.mean(jnp.square(recon - video))
-            kl = kl_divergence(mean, logvar)
-            loss = l1_weight * l1 + mse_weight * mse + kl_weight * kl
-            return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": psnr(recon, video)}
+            rec, rec_metrics = reconstruction_loss(recon, video, weights, lpips, lpips_params)
+            reg, reg_metrics = latent_regularizers(mean, logvar, weights)
+            return rec + reg, {**rec_metrics, **reg_metrics}
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(grads, optimizer)
         return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
-    return train_step
+    if perceptual_weight > 0:
+        return step
+    return lambda state, batch, key: step(state, None, batch, key)

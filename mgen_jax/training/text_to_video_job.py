@@ -13,19 +13,24 @@ from data_pipelines.grain_pipeline import make_train_iterator
 from data_pipelines.precompute_latents import decode_latent_record, precompute_latents
 from data_pipelines.shapes_writer import write_shapes_dataset
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
-from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
+                                      build_tae_trainable, build_text_encoder)
+from mgen_jax.models.perceptual.lpips_convert import (load_lpips, lpips_model,
+                                                      parse_lpips_checkpoint)
 from mgen_jax.models.tae.video_range import video_to_float
 from mgen_jax.models.text.tokenizer import tokenize_bytes
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
 from mgen_jax.training.dit_step import make_dit_train_step
+from mgen_jax.training.joint_image_video import joint_image_video_steps
 from mgen_jax.training.loop import run_training
 from mgen_jax.training.metrics import MetricsWriter
 from mgen_jax.training.optimizer import make_optimizer
 from mgen_jax.training.sharded_training import (abstract_train_state, batch_shardings,
                                                 init_train_state, jit_train_step,
                                                 to_device_batch, train_state_shardings)
+from mgen_jax.training.tae_gan_step import make_tae_gan_train_step
 from mgen_jax.training.tae_step import make_tae_train_step
 
 CONFIG_FILE = "config.json"
@@ -86,8 +91,11 @@ PHASE_SEEDS = {"tae": 1, "dit": 2}
 
 
 def _train_phase(ctx, *, phase, model, opt_cfg, make_step, iterator, example_batch,
-                 frozen=None, frozen_shardings=None, meta=None):
-    """Restore-or-init, then train one model to opt_cfg.steps; returns its TrainState."""
+                 frozen=None, frozen_shardings=None, meta=None, compile_steps=None):
+    """Restore-or-init, then train one model to opt_cfg.steps; returns its TrainState.
+
+    compile_steps(step_fn, jit) -> callable step, for phases that alternate several compiled
+    programs (the TAE's image and video steps); default: jit(step_fn)."""
     optimizer = make_optimizer(opt_cfg)
     state_sh = train_state_shardings(model, optimizer, ctx.mesh, ctx.rules)
     ckpt = ctx.checkpointer(phase, opt_cfg.keep_checkpoints)
@@ -110,8 +118,12 @@ def _train_phase(ctx, *, phase, model, opt_cfg, make_step, iterator, example_bat
         return state, frozen
     batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
     extra = () if frozen is None else (frozen,)
-    jitted = jit_train_step(make_step(optimizer), ctx.mesh, ctx.rules, state_sh, batch_sh,
-                            () if frozen is None else (frozen_shardings,))
+    def jit(step_fn):
+        return jit_train_step(step_fn, ctx.mesh, ctx.rules, state_sh, batch_sh,
+                              () if frozen is None else (frozen_shardings,))
+
+    step_fn = make_step(optimizer)
+    jitted = jit(step_fn) if compile_steps is None else compile_steps(step_fn, jit)
     writer = MetricsWriter(ctx.workdir, phase)
     state = run_training(
         phase=phase, step_fn=jitted, state=state, num_steps=opt_cfg.steps, iterator=iterator,
@@ -124,17 +136,39 @@ def _train_phase(ctx, *, phase, model, opt_cfg, make_step, iterator, example_bat
     return state, frozen
 
 
-def train_tae(ctx) -> dict:
+def train_tae(ctx):
+    """The TAE phase: joint image/video batches; loss terms, GAN and LPIPS as in cfg.tae.
+    Returns the TrainState (params of the autoencoder, or of the autoencoder + discriminator
+    pair when the GAN is on: see autoencoder_params)."""
     cfg = ctx.cfg
-    tae = build_tae(cfg)
+    t = cfg.tae
+    model = build_tae_trainable(cfg)
     it = ctx.iterator(ctx.data_dir, cfg.tae_train.batch_size, cfg.data.seed + 1)
     example = {"video": np.zeros((cfg.tae_train.batch_size, cfg.data.frames, cfg.data.height,
                                   cfg.data.width, 3), np.uint8)}
+    lpips, frozen, frozen_sh = None, None, None
+    if t.perceptual_weight > 0:  # the frozen loss network travels like the DiT's text encoder
+        lpips = lpips_model()
+        frozen_sh = jax.tree.map(lambda _: replicated(ctx.mesh), lpips.abstract_params())
+        frozen = jax.device_put(load_lpips(*parse_lpips_checkpoint(t.lpips_checkpoint)),
+                                frozen_sh)
+    terms = dict(kl_weight=t.kl_weight, mse_weight=t.mse_weight, l1_weight=t.l1_weight,
+                 opl_weight=t.opl_weight, opl_r=t.opl_r, perceptual_weight=t.perceptual_weight,
+                 lpips=lpips)
+
+    def make_step(opt):
+        if t.disc_weight > 0:
+            return make_tae_gan_train_step(model, opt, disc_weight=t.disc_weight,
+                                           disc_start=t.disc_start, **terms)
+        return make_tae_train_step(model, opt, **terms)
+
     state, _ = _train_phase(
-        ctx, phase="tae", model=tae, opt_cfg=cfg.tae_train, iterator=it, example_batch=example,
-        make_step=lambda opt: make_tae_train_step(
-            tae, opt, cfg.tae.kl_weight, cfg.tae.mse_weight, cfg.tae.l1_weight),
-        meta={"params": tae.num_params()})
+        ctx, phase="tae", model=model, opt_cfg=cfg.tae_train, iterator=it, example_batch=example,
+        frozen=frozen, frozen_shardings=frozen_sh, make_step=make_step,
+        compile_steps=lambda step, jit: joint_image_video_steps(
+            step, jit, image_batches=t.image_batches, video_batches=t.video_batches,
+            images_per_clip=t.images_per_clip),
+        meta={"params": model.num_params()})
     return state
 
 
@@ -181,16 +215,23 @@ def train_dit(ctx, latents_manifest: dict):
     return state, text_params
 
 
-def run_text_to_video(cfg: ml_collections.ConfigDict, workdir: str, *,
-                      show_progress: bool = True, evaluate: bool = True) -> dict | None:
+def prepare_workdir(cfg: ml_collections.ConfigDict, workdir: str, show_progress: bool):
+    """Claim the workdir for this config and write the Shapes data (skipped when present)."""
     os.makedirs(workdir, exist_ok=True)
     save_or_check_config(cfg, workdir)
     ctx = _Context(cfg, workdir, show_progress)
     d = cfg.data
     write_shapes_dataset(ctx.data_dir, num_clips=d.num_clips, num_shards=d.num_shards,
                          frames=d.frames, height=d.height, width=d.width, seed=d.seed)
+    return ctx
+
+
+def run_text_to_video(cfg: ml_collections.ConfigDict, workdir: str, *,
+                      show_progress: bool = True, evaluate: bool = True) -> dict | None:
+    ctx = prepare_workdir(cfg, workdir, show_progress)
     tae_state = train_tae(ctx)
-    manifest = encode_latents(ctx, tae_state.params, int(jax.device_get(tae_state.step)))
+    manifest = encode_latents(ctx, autoencoder_params(cfg, tae_state.params),
+                              int(jax.device_get(tae_state.step)))
     train_dit(ctx, manifest)
     if not evaluate:
         return None

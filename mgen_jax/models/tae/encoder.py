@@ -33,6 +33,10 @@ class Encoder(nnx.Module):
         self.norm_out = GroupNorm(block_in, groups=g, rngs=rngs)
         self.conv_out = Conv25D(block_in, 2 * cfg.z_channels, temporal=temporal, rngs=rngs)
         self.quant_conv = Conv2D(2 * cfg.z_channels, 2 * cfg.z_channels, kernel=1, rngs=rngs)
+        logvar_init = cfg.get("posterior_logvar_init", 0.0)
+        if logvar_init:  # start with a narrow posterior: the decoder sees signal, not noise
+            bias = self.quant_conv.bias
+            bias[...] = bias[...].at[cfg.z_channels:].set(logvar_init)
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = self.conv_in(x)

@@ -1,0 +1,1 @@
+"""Frozen perceptual loss networks (LPIPS) used by TAE training."""
