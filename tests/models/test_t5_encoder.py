@@ -1,7 +1,6 @@
 """T5 encoder: relative-position buckets and padding behaviour."""
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx

@@ -1,7 +1,6 @@
 """Temporal autoencoder: any length round-trips, and inflation starts equal to the image model."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from mgen_jax.checkpointing.state_dict_files import load_state_dict_file
 from mgen_jax.configs.tae import tae_config
 from mgen_jax.models.tae.autoencoder import TemporalAutoencoder
 
@@ -115,48 +116,16 @@ def load_diffusers_config(path: str) -> dict:
         return json.load(f)
 
 
-def _load_safetensors(file: str) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-    try:
-        return load_file(file)
-    except TypeError:  # numpy has no bfloat16; the flax reader returns ml_dtypes arrays instead
-        from safetensors.flax import load_file as load_flax
-        return {k: np.asarray(v) for k, v in load_flax(file).items()}
-
-
-def _load_bin(file: str) -> dict[str, np.ndarray]:
-    import torch  # only legacy .bin checkpoints need torch
-
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()}
-
-
-def _load_file(file: str) -> dict[str, np.ndarray]:
-    if file.endswith(".index.json"):  # sharded: {"weight_map": {key: shard file}}
-        with open(file) as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        state = {}
-        for shard in shards:
-            state.update(_load_file(os.path.join(os.path.dirname(file), shard)))
-        return state
-    if file.endswith(".safetensors"):
-        return _load_safetensors(file)
-    if file.endswith((".bin", ".pt", ".pth")):
-        return _load_bin(file)
-    raise ValueError(f"{file}: unknown checkpoint format (expected .safetensors, .bin or a "
-                     "*.index.json of shards)")
-
-
 def load_diffusers_state_dict(path: str) -> dict[str, np.ndarray]:
     """Flat {diffusers key: numpy array} from a VAE folder (safetensors preferred over .bin,
     single file over shards) or from one weights file."""
     if os.path.isfile(path):
-        return _load_file(path)
+        return load_state_dict_file(path)
     folder = _vae_dir(path)
     for name in (f"{WEIGHTS_NAME}.safetensors", f"{WEIGHTS_NAME}.safetensors.index.json",
                  f"{WEIGHTS_NAME}.bin", f"{WEIGHTS_NAME}.bin.index.json"):
         if os.path.isfile(os.path.join(folder, name)):
-            return _load_file(os.path.join(folder, name))
+            return load_state_dict_file(os.path.join(folder, name))
     found = sorted(os.listdir(folder)) if os.path.isdir(folder) else "(not a folder)"
     raise FileNotFoundError(f"no {WEIGHTS_NAME}.safetensors/.bin (or sharded index) in {folder}; "
                             f"found {found}. Pass a variant file (e.g. *.fp16.safetensors) "
