@@ -2,7 +2,8 @@
 
 Pre-norm blocks with T5's RMS LayerNorm (no mean subtraction, no bias), unscaled dot-product
 attention with a learned relative-position bias (computed once by the first block and shared by
-all blocks), and a gated-GELU feed-forward. No biases anywhere. Module names mirror the
+all blocks), and a gated-GELU feed-forward (T5 v1.1; cfg.feed_forward_proj = 'relu' selects the
+original T5's plain ReLU feed-forward instead). No biases anywhere. Module names mirror the
 transformers checkpoint layout so a weight converter is a plain key map.
 """
 import math
@@ -72,12 +73,37 @@ class T5GatedFeedForward(nnx.Module):
         return self.wo(jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x))
 
 
+class T5DenseFeedForward(nnx.Module):
+    """The original T5's ungated feed-forward: wo(relu(wi(x)))."""
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        self.wi = Dense(cfg.d_model, cfg.d_ff, axes=("embed", "mlp"), use_bias=False, rngs=rngs)
+        self.wo = Dense(cfg.d_ff, cfg.d_model, axes=("mlp", "embed"), use_bias=False, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.wo(jax.nn.relu(self.wi(x)))
+
+
+# transformers' feed_forward_proj names -> our feed-forward modules. 'gated-gelu' is gelu_new
+# (the tanh approximation) in transformers, as in T5GatedFeedForward.
+FEED_FORWARDS = {"gated-gelu": T5GatedFeedForward, "relu": T5DenseFeedForward}
+
+
+def feed_forward_proj(cfg) -> str:
+    """cfg.feed_forward_proj, defaulting to 'gated-gelu' for configs that predate the key."""
+    name = cfg.get("feed_forward_proj", "gated-gelu") if hasattr(cfg, "get") else getattr(
+        cfg, "feed_forward_proj", "gated-gelu")
+    if name not in FEED_FORWARDS:
+        raise ValueError(f"T5 feed_forward_proj={name!r}: supported are {sorted(FEED_FORWARDS)}")
+    return name
+
+
 class T5Block(nnx.Module):
     def __init__(self, cfg, *, has_relative_bias: bool, rngs: nnx.Rngs):
         self.attention_norm = RMSNorm(cfg.d_model, eps=cfg.layer_norm_eps, rngs=rngs)
         self.attention = T5Attention(cfg, has_relative_bias=has_relative_bias, rngs=rngs)
         self.ffn_norm = RMSNorm(cfg.d_model, eps=cfg.layer_norm_eps, rngs=rngs)
-        self.ffn = T5GatedFeedForward(cfg, rngs=rngs)
+        self.ffn = FEED_FORWARDS[feed_forward_proj(cfg)](cfg, rngs=rngs)
 
     def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
         x = x + self.attention(self.attention_norm(x), bias)
