@@ -4,9 +4,12 @@ analysis: deterministic, not a timing)."""
 import json
 import math
 
+import pytest
+
 from mgen_jax import cli
 
 
+@pytest.mark.slow  # ~25 s: keeps the default run within its 15-minute budget; run with -m slow
 def test_bench_tae_quick_reports_flat_tiled_memory(tmp_path, capsys):
     out = tmp_path / "tae.json"
     cli.main(["bench", "tae", "--quick", f"--json={out}"])

@@ -61,7 +61,7 @@ def test_spatial_encode_tiles_of_a_pointwise_encoder_are_exact():
     np.testing.assert_allclose(logvar, ref_logvar, atol=1e-6)
 
 
-@pytest.mark.parametrize("frames", [1, 17, 70])
+@pytest.mark.parametrize("frames", [1, 70])  # 17 and 33 untiled: test_tae.py
 def test_tiled_round_trip_keeps_every_length(tae, frames):
     video = jax.random.uniform(jax.random.key(frames), (1, frames, 16, 16, 3), minval=-1, maxval=1)
     run = nnx.jit(lambda m, v: m.decode_tiled(m.encode_tiled(v)[0], v.shape[1]))
