@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from mgen_jax.checkpointing.state_dict_files import load_state_dict_file
+from mgen_jax.checkpointing.state_dict_mapping import fill_state, raise_on_mismatch
 from mgen_jax.models.text.clip_text import ACTIVATIONS, CLIPTextTransformer
 
 log = logging.getLogger(__name__)
@@ -135,38 +136,15 @@ def convert_clip_text(state_dict: dict, cfg, *, full_model: bool = False) -> dic
                  "projections, logit_scale)", len(skipped))
 
     state = nnx.state(nnx.eval_shape(lambda: CLIPTextTransformer(cfg, rngs=nnx.Rngs(0))))
-    flat = nnx.to_flat_state(state)
-    missing, mismatched = [], []
-    for path, var in flat:
-        target = var.get_value()
-        key = transformers_key(path)
-        if key not in checkpoint:
-            missing.append(f"{PREFIX}{key} (our {'.'.join(map(str, path))}, shape "
-                           f"{tuple(target.shape)})")
-            continue
-        source = np.asarray(checkpoint.pop(key))
-        # nn.Linear stores [out, in]; our Dense kernel is [in, out]. Embeddings stay [rows, D].
-        value = source.T if path[-1] == "kernel" and source.ndim == 2 else source
-        if value.shape != tuple(target.shape):
-            mismatched.append(f"{original[key]}: checkpoint {source.shape} -> {value.shape} in "
-                              f"our layout, model expects {tuple(target.shape)}")
-            continue
-        var.set_value(jnp.asarray(value.astype(target.dtype)))
-
+    missing, mismatched = fill_state(state, checkpoint, transformers_key,
+                                     display=lambda key: original.get(key, PREFIX + key))
     problems = []
     if duplicates:
         problems.append("keys given both with and without 'text_model.': "
                         + ", ".join(duplicates))
-    if checkpoint:
-        problems.append("checkpoint keys with no place in the CLIP text tower: "
-                        + ", ".join(sorted(original[k] for k in checkpoint)))
-    if missing:
-        problems.append("model parameters the checkpoint does not fill: " + ", ".join(missing))
-    if mismatched:
-        problems.append("shape mismatches: " + "; ".join(mismatched))
-    if problems:
-        raise ValueError("CLIP text checkpoint does not match the model:\n  "
-                         + "\n  ".join(problems))
+    raise_on_mismatch("CLIP text tower", problems=problems,
+                      unmapped=[original[k] for k in checkpoint], missing=missing,
+                      mismatched=mismatched)
     return nnx.to_pure_dict(state)
 
 

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from mgen_jax.checkpointing.state_dict_mapping import fill_state, raise_on_mismatch
 from mgen_jax.models.text.clip_convert import (load_transformers_config,
                                                load_transformers_state_dict)
 from mgen_jax.models.text.t5_encoder import FEED_FORWARDS, T5Encoder
@@ -131,36 +132,9 @@ def convert_t5_encoder(state_dict: dict, cfg, *, full_model: bool = False) -> di
                              "transformers)")
 
     state = nnx.state(nnx.eval_shape(lambda: T5Encoder(cfg, rngs=nnx.Rngs(0))))
-    flat = nnx.to_flat_state(state)
-    missing, mismatched = [], []
-    for path, var in flat:
-        target = var.get_value()
-        key = transformers_key(path)
-        if key not in checkpoint:
-            missing.append(f"{key} (our {'.'.join(map(str, path))}, shape "
-                           f"{tuple(target.shape)})")
-            continue
-        source = np.asarray(checkpoint.pop(key))
-        # nn.Linear stores [out, in]; our Dense kernel is [in, out]. Embedding and the
-        # relative-attention table are [rows, columns] in both.
-        value = source.T if path[-1] == "kernel" and source.ndim == 2 else source
-        if value.shape != tuple(target.shape):
-            mismatched.append(f"{key}: checkpoint {source.shape} -> {value.shape} in our "
-                              f"layout, model expects {tuple(target.shape)}")
-            continue
-        var.set_value(jnp.asarray(value.astype(target.dtype)))
-
-    problems = list(conflicts)
-    if checkpoint:
-        problems.append("checkpoint keys with no place in the T5 encoder: "
-                        + ", ".join(sorted(checkpoint)))
-    if missing:
-        problems.append("model parameters the checkpoint does not fill: " + ", ".join(missing))
-    if mismatched:
-        problems.append("shape mismatches: " + "; ".join(mismatched))
-    if problems:
-        raise ValueError("T5 encoder checkpoint does not match the model:\n  "
-                         + "\n  ".join(problems))
+    missing, mismatched = fill_state(state, checkpoint, transformers_key)
+    raise_on_mismatch("T5 encoder", problems=conflicts, unmapped=list(checkpoint),
+                      missing=missing, mismatched=mismatched)
     return nnx.to_pure_dict(state)
 
 
