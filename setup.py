@@ -26,6 +26,9 @@ setup(
         "msgpack>=1.0",
         "scipy>=1.11",     # connected components in the attribute evaluator
         "dm-pix>=0.4",     # SSIM for autoencoder reconstructions
+        "ml-dtypes>=0.4",  # bfloat16 in numpy (cached text embeddings)
+        "sentencepiece>=0.2",  # T5 / UL2 tokenizers shipped as spiece.model only
+        "protobuf>=4",     # transformers reads spiece.model through it
     ],
     extras_require={
         # torch + diffusers: reference implementations the weight converters are tested against.

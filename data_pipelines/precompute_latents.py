@@ -1,8 +1,9 @@
 """Encode a video dataset once with the frozen TAE into ArrayRecord shards of latents.
 
 Large runs train the DiT from these shards instead of running the TAE every step. Each output
-record holds the posterior mean/log-variance (float32), the tokenized caption and the caption
-text. The manifest keeps the shard list, a fingerprint of what produced the latents (TAE
+record holds the posterior mean/log-variance (float32), the caption text and its text fields:
+each encoder's token ids (`ids.<encoder>`, `mask.<encoder>`) or, from a text cache
+(data_pipelines/precompute_text.py), its embeddings (`text.<encoder>`, `text_mask.<encoder>`). The manifest keeps the shard list, a fingerprint of what produced the latents (TAE
 checkpoint step, tokenizer length, ...) and the measured latent shift/scale.
 
 Writing is atomic (temporary directory renamed into place); a manifest with the same fingerprint
@@ -21,38 +22,33 @@ import msgpack
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
+from data_pipelines.array_fields import pack_arrays, unpack_arrays
 from data_pipelines.shapes_writer import MANIFEST_NAME, decode_record, load_manifest
 
-FORMAT_NAME = "mgen_latents_v1"
+FORMAT_NAME = "mgen_latents_v2"
 
 
-def encode_latent_record(mean: np.ndarray, logvar: np.ndarray, ids: np.ndarray,
-                         mask: np.ndarray, caption: str) -> bytes:
-    arrays = {"latent_mean": mean, "latent_logvar": logvar}
-    rec = {k: np.ascontiguousarray(v, np.float32).tobytes() for k, v in arrays.items()}
-    rec.update(latent_shape=list(mean.shape), ids=np.asarray(ids, np.int32).tobytes(),
-               mask=np.asarray(mask, np.int32).tobytes(), caption=caption)
-    return msgpack.packb(rec, use_bin_type=True)
+def encode_latent_record(mean: np.ndarray, logvar: np.ndarray, text_fields: dict,
+                         caption: str) -> bytes:
+    arrays = {"latent_mean": np.asarray(mean, np.float32),
+              "latent_logvar": np.asarray(logvar, np.float32), **text_fields}
+    return msgpack.packb({"arrays": pack_arrays(arrays), "caption": caption}, use_bin_type=True)
 
 
 def decode_latent_record(data: bytes) -> dict:
     rec = msgpack.unpackb(data, raw=False)
-    shape = rec.pop("latent_shape")
-    out = {k: np.frombuffer(rec[k], np.float32).reshape(shape).copy()
-           for k in ("latent_mean", "latent_logvar")}
-    out["ids"] = np.frombuffer(rec["ids"], np.int32).copy()
-    out["mask"] = np.frombuffer(rec["mask"], np.int32).copy()
-    out["caption"] = rec["caption"]
-    return out
+    return {**unpack_arrays(rec["arrays"]), "caption": rec["caption"]}
 
 
 def precompute_latents(video_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                        encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                       tokenize: Callable[[list[str]], dict], batch_size: int,
+                       text_fields: Callable[[list[str], str, int], dict], batch_size: int,
                        fingerprint: dict, process_index: int = 0,
                        process_count: int = 1) -> dict:
-    """encode(uint8 videos [B,T,H,W,3]) -> (mean, logvar); tokenize(captions) -> {ids, mask}.
-    Each process writes the video shards i::n (single-process runs write all of them)."""
+    """encode(uint8 videos [B,T,H,W,3]) -> (mean, logvar); text_fields(captions, shard path,
+    index of the first caption in the shard) -> {field name: array [n, ...]} (token ids, or
+    embeddings read from a text cache with the same shard layout). Each process writes the video
+    shards i::n (single-process runs write all of them)."""
     out_dir = Path(out_dir)
     manifest_path = out_dir / MANIFEST_NAME
     if manifest_path.exists():
@@ -76,13 +72,14 @@ def precompute_latents(video_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     mean, logvar = encode(np.stack([r["video"] for r in recs]))
                     mean, logvar = np.asarray(mean), np.asarray(logvar)
                     latent_shape = list(mean.shape[1:])
-                    tokens = tokenize([r["caption"] for r in recs])
+                    fields = text_fields([r["caption"] for r in recs], shard["path"], start)
                     total += float(mean.sum(dtype=np.float64))
                     total_sq += float(np.square(mean, dtype=np.float64).sum())
                     count += mean.size
                     for i, r in enumerate(recs):
-                        writer.write(encode_latent_record(mean[i], logvar[i], tokens["ids"][i],
-                                                          tokens["mask"][i], r["caption"]))
+                        writer.write(encode_latent_record(
+                            mean[i], logvar[i], {k: v[i] for k, v in fields.items()},
+                            r["caption"]))
             finally:
                 writer.close()
             shards.append({"path": shard["path"], "num_records": len(source)})

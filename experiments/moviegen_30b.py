@@ -24,11 +24,11 @@ Common to all stages: the 30B DiT (48 layers, width 6144, 48 heads, SwiGLU 16384
 weights and AdamW state, bf16 compute, full rematerialisation of every layer, Pallas splash
 attention (TPU) for self-attention; the paper's TAE (8x8x8 compression, 16 latent channels).
 
-Text conditioning, until the three-encoder conditioner lands: one cached 4096-dim embedding
-sequence (UL2's width) of 512 tokens. The paper concatenates UL2, long-prompt MetaCLIP (256
-tokens) and ByT5 outputs; mindone caches UL2 at 300 and ByT5 at 100 tokens, about 656 in all;
-512 is the planning stand-in, a multiple of the attention block size (cross-attention is a few
-percent of the FLOPs either way).
+Text conditioning: Movie Gen's three encoders (configs/text.py moviegen_encoders): UL2 (300
+tokens, 4096 wide), long-prompt MetaCLIP (256, 1024) and ByT5-small over the quoted text (100,
+1472), each projected + LayerNormed to 6144 and concatenated (656 tokens), with the FPS tag.
+The DiT trains on cached embeddings (text.precompute: `mgen data precompute-text`); set each
+text.encoders.<name>.checkpoint to the converted weights (`mgen convert`).
 
 Optimizer: AdamW as in spec section 4.1 (lr per stage above). Betas, weight decay, warm-up and
 clipping are not given by the paper; we take mindone's (0.9/0.999, wd 0.1, 1000 warm-up steps,
@@ -39,6 +39,7 @@ from mgen_jax.configs.mesh import mesh_config
 from mgen_jax.configs.optim import optim_config
 from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import tae_config
+from mgen_jax.configs.text import moviegen_encoders
 
 STAGES = {
     # frames, pixels, position tables (t, h, w), global batch, lr, iterations, mesh, topology
@@ -52,8 +53,6 @@ STAGES = {
                      steps=74_500, mesh=dict(data=1, fsdp=32, context=2, tensor=4),
                      topology="v5p:8x8x4"),
 }
-TEXT_DIM = 4096        # UL2 width (mindone's assumption; the paper does not give it)
-TEXT_TOKENS = 512      # planning stand-in for the concatenated encoders, see the docstring
 
 
 def get_config(arg=None):
@@ -71,7 +70,8 @@ def get_config(arg=None):
     cfg.dit.update(max_positions=stage["max_positions"], remat="full", attention="splash",
                    context_parallel="all_gather", scan_layers=True, scan_unroll=1)
 
-    cfg.text.update(d_model=TEXT_DIM, max_length=TEXT_TOKENS)
+    cfg.text.encoders = moviegen_encoders()  # UL2 300 + MetaCLIP 256 + ByT5 100 tokens
+    cfg.text.update(fps_tag=True, precompute=True)
 
     cfg.dit_train = optim_config(lr=stage["lr"], steps=stage["steps"],
                                  batch_size=stage["batch"], warmup_steps=1000)

@@ -2,8 +2,12 @@
 
     mgen train --config=experiments/quickstart.py --workdir=runs/quickstart
 
-Trains the tiny TAE, encodes the data to latents once, trains a tiny DiT on them (TAE frozen,
-random frozen ByT5-style text encoder), then samples the held-out prompts into eval.json.
+Trains the tiny TAE, encodes the data to latents once, trains a tiny DiT on them (TAE frozen),
+then samples the held-out prompts into eval.json. Text goes through Movie Gen's three-encoder
+conditioner with tiny random frozen encoders reading bytes (configs/text.py tiny_encoders: a
+UL2-like T5 and a CLIP-like causal tower over "FPS-8 ..." + caption, a ByT5-like T5 over the
+quoted text, which Shapes captions do not have, so it always sees its null), each projected +
+LayerNormed and concatenated; classifier-free guidance drops all three together.
 `arg` scales the step counts, e.g. `experiments/quickstart.py:smoke` for a seconds-long run.
 """
 from mgen_jax.configs.recipes import tiny_tae_recipe
@@ -18,6 +22,7 @@ def get_config(arg=None):
     # to its TAE phase (experiments/tae_tiny.py trains the same TAE jointly, 1:3).
     cfg.tae.image_batches = 0
     cfg.flow.latent_sample = "mean"
+    cfg.text.fps_tag = True  # constant here (every clip is 8 fps), as Movie Gen formats prompts
     # 1x1x1 patches: the 2x4x4 latent grid is too coarse for 1x2x2 tokens to carry the motion
     # (measured on held-out prompts: direction 0.27 with 1x2x2 vs 0.65 with 1x1x1 patches).
     cfg.dit.patch_size = (1, 1, 1)

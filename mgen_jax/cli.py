@@ -65,6 +65,15 @@ def _cmd_eval(args, _):
     evaluate(args.workdir, args.out)
 
 
+def _cmd_text_embed(args, _):
+    from mgen_jax.inference.text_embed import write_text_embedding
+    try:
+        print(write_text_embedding(args.encoder, args.checkpoint, args.prompt, args.out,
+                                   max_length=args.max_length))
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"mgen text-embed: {err}")
+
+
 def _cmd_plan(args, overrides):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for TPU without opening one
     from mgen_jax.configs.loading import load_config
@@ -85,6 +94,22 @@ def _cmd_plan(args, overrides):
         print(f"wrote {args.json}")
 
 
+def _cmd_data_precompute_text(args, overrides):
+    from mgen_jax.configs.loading import load_config
+    from mgen_jax.configs.validation import ConfigError
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        sys.exit(f"mgen data precompute-text: bad config: {err}")
+    from mgen_jax.parallel.mesh import build_mesh
+    from mgen_jax.training.text_to_video_job import precompute_text_cache
+    part = precompute_text_cache(cfg, args.data, args.out, build_mesh(cfg.mesh))
+    print(json.dumps({"out": args.out, "shards": len(part["shards"]),
+                      "records": sum(s["num_records"] for s in part["shards"]),
+                      "encoders": part["encoders"], "dtype": part["dtype"],
+                      "process": f"{part['process_index']}/{part['process_count']}"}, indent=2))
+
+
 def _cmd_bench(args, _):
     from mgen_jax.benchmarks.registry import format_table, run_benchmark
     result = run_benchmark(args.name, quick=args.quick)
@@ -96,6 +121,15 @@ def _cmd_bench(args, _):
         print(f"wrote {args.json}")
     else:
         print(json.dumps(result, indent=2))
+
+
+def _cmd_convert(args, _):
+    from mgen_jax.checkpointing.text_encoder_checkpoint import convert_text_encoder
+    try:
+        meta = convert_text_encoder(args.encoder, args.checkpoint, args.out, weights=args.weights)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        sys.exit(f"mgen convert: {err}")
+    print(json.dumps({"out": os.path.abspath(args.out), **meta}, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None)
     ev.set_defaults(func=_cmd_eval)
 
+    embed = sub.add_parser("text-embed", help="write one prompt's final hidden states "
+                                              "[tokens, dim] float32 from a transformers "
+                                              "text-encoder folder")
+    embed.add_argument("--encoder", required=True, choices=["ul2", "byt5", "metaclip", "t5"])
+    embed.add_argument("--checkpoint", required=True, help="transformers folder (config.json "
+                       "+ weights + tokenizer files; byt5 may omit the tokenizer)")
+    embed.add_argument("--prompt", required=True, help="the text to encode, as given")
+    embed.add_argument("--out", required=True, help=".npy file to write")
+    embed.add_argument("--max-length", type=int, default=None,
+                       help="truncate to this many tokens (CLIP: at most its positions)")
+    embed.set_defaults(func=_cmd_text_embed)
+
     plan = sub.add_parser("plan", help="compile the train step ahead of time for a TPU topology "
                                        "and report memory, FLOPs and collectives")
     plan.add_argument("--config", required=True, help="experiments/NAME.py[:arg]")
@@ -137,21 +183,42 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--hlo", default=None, help="also write the compiled HLO text here")
     plan.set_defaults(func=_cmd_plan)
 
+    data = sub.add_parser("data", help="derived-data jobs over a dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    pre_text = data_sub.add_parser(
+        "precompute-text", help="encode a dataset's captions once with the experiment's frozen "
+                                "text encoders into ArrayRecord shards (bf16), this process's share")
+    pre_text.add_argument("--config", required=True, help="experiments/NAME.py[:arg] (its "
+                          "text.encoders and data.fps decide the embeddings)")
+    pre_text.add_argument("--data", required=True, help="dataset directory (manifest.json + shards)")
+    pre_text.add_argument("--out", required=True, help="cache directory to write")
+    pre_text.set_defaults(func=_cmd_data_precompute_text)
+
     from mgen_jax.benchmarks.registry import BENCHMARKS
     bench = sub.add_parser("bench", help="run one benchmark; print a table and write JSON")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--json", default=None, help="write the result as JSON here")
     bench.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
     bench.set_defaults(func=_cmd_bench)
+
+    convert = sub.add_parser("convert", help="convert a transformers text-encoder folder to an "
+                                             "Orbax checkpoint (+ encoder.json)")
+    convert.add_argument("--encoder", required=True, choices=["ul2", "byt5", "metaclip", "t5"])
+    convert.add_argument("--checkpoint", required=True,
+                         help="transformers folder (config.json + safetensors / .bin)")
+    convert.add_argument("--out", required=True, help="new directory for the converted encoder")
+    convert.add_argument("--weights", default=None,
+                         help="weights file to use instead of the folder's own")
+    convert.set_defaults(func=_cmd_convert)
     return parser
 
 
 def main(argv=None) -> None:
     overrides, rest = _split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(rest)
-    if overrides and args.command not in ("train", "plan"):
-        sys.exit(f"mgen {args.command}: --config.* overrides only apply to `mgen train` and "
-                 "`mgen plan`")
+    if overrides and args.command not in ("train", "plan", "data"):
+        sys.exit(f"mgen {args.command}: --config.* overrides only apply to `mgen train`, "
+                 "`mgen plan` and `mgen data`")
     args.func(args, overrides)
 
 

@@ -23,9 +23,11 @@ import numpy as np
 from mgen_jax.benchmarks.matmul_peak import machine_info, matmul_peak, median_seconds
 from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import latent_frames, spatial_compression
+from mgen_jax.configs.text import text_shapes, total_text_tokens
 from mgen_jax.configs.validation import validate
 from mgen_jax.models.builders import build_dit
 from mgen_jax.models.dit.flops import dit_train_flops
+from mgen_jax.models.text.text_inputs import cached_text_example, placeholder_nulls
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.training.dit_step import make_dit_train_step_on_embeddings
@@ -64,13 +66,11 @@ def _example_batch(cfg, batch_size: int, seed: int = 0) -> dict:
     s = spatial_compression(cfg.tae)
     latent = (batch_size, latent_frames(cfg.tae, cfg.data.frames), cfg.data.height // s,
               cfg.data.width // s, cfg.tae.z_channels)
-    length, text_dim = cfg.text.max_length, cfg.text.d_model
     rng = np.random.default_rng(seed)
     return {
         "latent_mean": rng.normal(size=latent).astype(np.float32),
         "latent_logvar": np.full(latent, -4.0, np.float32),
-        "text": rng.normal(size=(batch_size, length, text_dim)).astype(np.float32),
-        "text_mask": np.arange(length)[None].repeat(batch_size, 0) < length - 7,
+        **cached_text_example(cfg.text, batch_size, seed=seed),
     }
 
 
@@ -105,11 +105,10 @@ def dit_step_timing(cfg, *, steps: int, warmup: int) -> dict:
     optimizer = make_optimizer(cfg.dit_train)
     b = cfg.dit_train.batch_size
     host_batch = _example_batch(cfg, b)
-    length, text_dim = cfg.text.max_length, cfg.text.d_model
+    null_text, null_mask = placeholder_nulls(cfg.text)
     step_fn = make_dit_train_step_on_embeddings(
         dit, optimizer, flow_cfg=cfg.flow, latent_shift=cfg.tae.latent_shift,
-        latent_scale=cfg.tae.latent_scale, null_text=np.zeros((length, text_dim), np.float32),
-        null_mask=np.arange(length) == 0)
+        latent_scale=cfg.tae.latent_scale, null_text=null_text, null_mask=null_mask)
 
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     batch_sh = batch_shardings(mesh, rules, host_batch)
@@ -169,7 +168,7 @@ def dit_bench(quick: bool = False) -> dict:
     summary = {
         "shape": f"width {d.width}, depth {d.depth}, heads {d.num_heads}, mlp {d.mlp_dim}, "
                  f"batch {cfg.dit_train.batch_size} x {flops['tokens_per_sample']} tokens "
-                 f"(+{cfg.text.max_length} text), {cfg.compute_dtype}",
+                 f"(+{total_text_tokens(cfg.text)} text), {cfg.compute_dtype}",
         "step_seconds (median)": step["step_seconds"],
         "model_flops_per_step": model_flops,
         "xla_flops_per_step": xla_flops,
@@ -196,8 +195,10 @@ def dit_bench(quick: bool = False) -> dict:
             "patch_size": list(d.patch_size), "attention": d.attention, "remat": d.remat,
             "scan_layers": d.scan_layers, "compute_dtype": cfg.compute_dtype,
             "param_dtype": cfg.param_dtype, "num_params": step.pop("num_params"),
-            "latent_channels": cfg.tae.z_channels, "text_dim": cfg.text.d_model,
-            "text_tokens": cfg.text.max_length, "token_grid": flops["token_grid"],
+            "latent_channels": cfg.tae.z_channels,
+            "text_encoders": {n: {"tokens": length, "dim": dim}
+                              for n, (length, dim) in text_shapes(cfg.text).items()},
+            "text_tokens": total_text_tokens(cfg.text), "token_grid": flops["token_grid"],
             "tokens_per_sample": flops["tokens_per_sample"],
             "batch_size": cfg.dit_train.batch_size,
             "data_shape": [cfg.data.frames, cfg.data.height, cfg.data.width],

@@ -9,6 +9,7 @@ from typing import Callable
 BENCHMARKS = {
     "dit": "mgen_jax.benchmarks.dit_step:dit_bench",
     "tae": "mgen_jax.benchmarks.tae_throughput:tae_bench",
+    "text": "mgen_jax.benchmarks.text_encoders:text_bench",
 }
 
 

@@ -1,16 +1,109 @@
-"""Text encoder sub-configs (T5-style encoder over ByT5 bytes for the foundation)."""
+"""Text conditioning config: the frozen encoders whose outputs the DiT cross-attends to.
+
+`cfg.text.encoders` maps a name to one encoder spec; Movie Gen uses three (`ul2`, `metaclip`,
+`byt5`), an ablation may keep any subset. Each spec says what the encoder is and what it reads:
+
+    kind        't5' (T5 v1.1 / UL2 / ByT5 / T5) or 'clip' (CLIP / MetaCLIP text tower)
+    preset      architecture preset name (informational once `model` is filled in)
+    model       the architecture (keys of t5_config / clip_text_config)
+    max_length  tokens kept per prompt (padding / truncation)
+    input       'prompt' (the formatted prompt) or 'visual_text' (only the quoted text, ByT5)
+    tokenizer   'bytes' (ByT5's byte tokenizer, no files), a local transformers tokenizer dir,
+                or '' = the tokenizer files of `checkpoint` (a transformers folder)
+    checkpoint  '' = random init from text.init_seed (frozen random features, the quickstart);
+                otherwise a transformers folder or a `mgen convert` output directory
+    dropout     extra per-encoder probability of replacing this encoder's output by its null
+                embedding (independent of flow.text_dropout, which drops all encoders together)
+
+The encoders' outputs are concatenated along the sequence in sorted-name order (cross-attention
+has no positions, so the order only fixes the layout). The null embedding of an encoder is its
+output for the empty prompt (the encoders are frozen, so it is a constant).
+"""
 import ml_collections
 
-TEXT_PRESETS = {
-    # Random-initialised and frozen in the quickstart: a fixed random feature map of the bytes.
-    "tiny_byt5": dict(vocab_size=384, d_model=64, num_layers=2, num_heads=4, d_kv=16, d_ff=128,
-                      relative_attention_num_buckets=32, relative_attention_max_distance=128),
-}
+KINDS = ("t5", "clip")
+INPUTS = ("prompt", "visual_text")
+
+# Tiny random encoders for the quickstart and tests, all reading bytes (no vocabulary files can
+# be downloaded here): a UL2-like T5, a CLIP-like causal tower and a ByT5-like T5.
+_TINY_T5 = dict(vocab_size=384, d_model=64, num_layers=2, num_heads=4, d_kv=16, d_ff=128,
+                relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                layer_norm_eps=1e-6, feed_forward_proj="gated-gelu")
+_TINY_CLIP = dict(vocab_size=384, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                  max_positions=80, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=1)
+TINY_MODELS = {"tiny_t5_bytes": ("t5", _TINY_T5), "tiny_clip_bytes": ("clip", _TINY_CLIP)}
 
 
-def text_config(preset: str = "tiny_byt5") -> ml_collections.ConfigDict:
-    if preset not in TEXT_PRESETS:
-        raise ValueError(f"text preset {preset!r} unknown; choose one of {sorted(TEXT_PRESETS)}")
-    cfg = dict(TEXT_PRESETS[preset])
-    cfg.update(preset=preset, max_length=64, init_seed=1234, layer_norm_eps=1e-6)
-    return ml_collections.ConfigDict(cfg)
+def _model_config(kind: str, preset: str) -> dict:
+    if preset in TINY_MODELS:
+        tiny_kind, arch = TINY_MODELS[preset]
+        if tiny_kind != kind:
+            raise ValueError(f"text preset {preset!r} is a {tiny_kind} model, not {kind}")
+        return dict(arch)
+    if kind == "t5":
+        from mgen_jax.models.text.t5_encoder import t5_config
+        cfg, keys = t5_config(preset).to_dict(), _TINY_T5
+    elif kind == "clip":
+        from mgen_jax.models.text.clip_text import clip_text_config
+        cfg, keys = clip_text_config(preset).to_dict(), _TINY_CLIP
+    else:
+        raise ValueError(f"text encoder kind {kind!r} unknown; choose one of {KINDS}")
+    return {k: cfg[k] for k in keys}  # the architecture only (no preset name, no decoder)
+
+
+def encoder_spec(kind: str, preset: str, *, max_length: int, input: str = "prompt",
+                 tokenizer: str = "bytes", checkpoint: str = "",
+                 dropout: float = 0.0) -> ml_collections.ConfigDict:
+    model = _model_config(kind, preset)
+    return ml_collections.ConfigDict(dict(
+        kind=kind, preset=preset, model=model, max_length=max_length, input=input,
+        tokenizer=tokenizer, checkpoint=checkpoint, dropout=dropout))
+
+
+def tiny_encoders() -> dict:
+    """The quickstart's three encoders (random, frozen, byte tokenized)."""
+    return {
+        "ul2": encoder_spec("t5", "tiny_t5_bytes", max_length=80),
+        "metaclip": encoder_spec("clip", "tiny_clip_bytes", max_length=80),
+        "byt5": encoder_spec("t5", "tiny_t5_bytes", max_length=16, input="visual_text"),
+    }
+
+
+def moviegen_encoders() -> dict:
+    """Movie Gen's encoders: UL2 and long-prompt MetaCLIP over the prompt, ByT5 over its quoted
+    text. Lengths follow mindone's caches (UL2 300, ByT5 100) and the paper (MetaCLIP 256);
+    ByT5-small is the 1472-wide model mindone assumes. Point each `checkpoint` at the converted
+    weights (`mgen convert`) or the transformers folder; tokenizers come from the folders."""
+    return {
+        "ul2": encoder_spec("t5", "ul2", max_length=300, tokenizer=""),
+        "metaclip": encoder_spec("clip", "metaclip-h14-long", max_length=256, tokenizer=""),
+        "byt5": encoder_spec("t5", "byt5-small", max_length=100, input="visual_text"),
+    }
+
+
+def text_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        encoders=tiny_encoders(),
+        fps_tag=False,      # prepend "FPS-<data.fps>" to the prompt (Movie Gen's FPS conditioning)
+        init_seed=1234,     # random init of encoders without a checkpoint
+        precompute=False,   # encode captions once (mgen data precompute-text) and train on the cache
+    ))
+
+
+def encoder_names(text_cfg) -> tuple[str, ...]:
+    """The concatenation order."""
+    return tuple(sorted(text_cfg.encoders.keys()))
+
+
+def output_dim(spec) -> int:
+    return int(spec.model.d_model if spec.kind == "t5" else spec.model.hidden_size)
+
+
+def text_shapes(text_cfg) -> dict[str, tuple[int, int]]:
+    """{encoder name: (max_length, output dim)}."""
+    return {name: (int(text_cfg.encoders[name].max_length), output_dim(text_cfg.encoders[name]))
+            for name in encoder_names(text_cfg)}
+
+
+def total_text_tokens(text_cfg) -> int:
+    return sum(length for length, _ in text_shapes(text_cfg).values())

@@ -14,11 +14,25 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the offending key."""
 
 
+# Groups whose entries are named by the experiment (any names), each entry checked against the
+# schema's first entry: text.encoders (an ablation may keep any subset of encoders).
+NAMED_GROUPS = ("text.encoders",)
+# Architecture dicts whose keys depend on a sibling 'kind': checked in _validate_text.
+FREE_FORM = ("model",)
+
+
 def _check_keys(cfg: Any, schema: Any, prefix: str) -> None:
     if not isinstance(schema, ml_collections.ConfigDict):
         return
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise ConfigError(f"config key {prefix!r} must be a group of keys, got {cfg!r}")
+    if prefix in NAMED_GROUPS:
+        entry_schema = schema[sorted(schema.keys())[0]]
+        for key in cfg.keys():
+            _check_keys(cfg[key], entry_schema, f"{prefix}.{key}")
+        return
+    if prefix.rsplit(".", 1)[-1] in FREE_FORM:
+        return
     for key in cfg.keys():
         name = f"{prefix}.{key}" if prefix else key
         if key not in schema:
@@ -137,5 +151,23 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _require(o.lr > 0, f"{name}.lr", "must be > 0")
         _require(0 <= o.warmup_steps <= max(o.steps, 1), f"{name}.warmup_steps", "must be <= steps")
         _require(o.checkpoint_every >= 1 and o.log_every >= 1, name, "log/checkpoint intervals >= 1")
-    _require(cfg.text.max_length >= 2, "text.max_length", "must be >= 2")
+    _validate_text(cfg.text)
     return cfg
+
+
+def _validate_text(text) -> None:
+    from mgen_jax.configs.text import INPUTS, KINDS, TINY_MODELS
+    _require(len(text.encoders) >= 1, "text.encoders", "needs at least one encoder")
+    for name in text.encoders.keys():
+        spec, key = text.encoders[name], f"text.encoders.{name}"
+        _require(spec.kind in KINDS, f"{key}.kind", f"{spec.kind!r} unknown; choose one of {KINDS}")
+        _require(spec.input in INPUTS, f"{key}.input", f"{spec.input!r} unknown; choose one of {INPUTS}")
+        _require(spec.max_length >= 2, f"{key}.max_length", f"{spec.max_length} must be >= 2")
+        _require(0.0 <= spec.dropout < 1.0, f"{key}.dropout", f"{spec.dropout} must be in [0, 1)")
+        expected = set(TINY_MODELS["tiny_t5_bytes" if spec.kind == "t5" else "tiny_clip_bytes"][1])
+        got = set(spec.model.keys())
+        _require(got == expected, f"{key}.model", f"a {spec.kind} encoder needs keys "
+                 f"{sorted(expected)}; missing {sorted(expected - got)}, unknown {sorted(got - expected)}")
+        if spec.kind == "clip":
+            _require(spec.max_length <= spec.model.max_positions, f"{key}.max_length",
+                     f"{spec.max_length} exceeds the CLIP tower's {spec.model.max_positions} positions")

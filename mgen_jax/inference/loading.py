@@ -6,7 +6,8 @@ import jax
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.inference.text_to_video import TextToVideo
 from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
-                                      build_tae_trainable, build_text_encoder)
+                                      build_tae_trainable, build_text_encoders)
+from mgen_jax.models.text.encoder_set import text_encoder_params
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
@@ -40,11 +41,18 @@ def load_text_to_video(workdir: str) -> TextToVideo:
     cfg = load_workdir_config(workdir)
     mesh, rules = build_mesh(cfg.mesh), rules_from_preset(cfg.mesh.rules)
     _, tae_params, _ = load_tae(workdir)
-    text_encoder = build_text_encoder(cfg)
+    text_encoders = build_text_encoders(cfg)
     abstract_text = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)),
-        text_encoder.abstract_params())
-    dit_params, text_params, meta, _ = _restore_phase(workdir, "dit", build_dit(cfg), cfg.dit_train,
-                                                      mesh, rules, abstract_frozen=abstract_text)
+        text_encoders.abstract_params())
+    # Trained on cached embeddings, the checkpoint holds no encoders: rebuild them from the
+    # config (the same checkpoints / seeded random weights the cache was made with).
+    cached = cfg.text.precompute
+    dit_params, text_params, meta, _ = _restore_phase(
+        workdir, "dit", build_dit(cfg), cfg.dit_train, mesh, rules,
+        abstract_frozen=None if cached else abstract_text)
+    if cached:
+        text_params = text_encoder_params(cfg.text, text_encoders,
+                                          jax.tree.map(lambda a: a.sharding, abstract_text))
     return TextToVideo(cfg, tae_params=tae_params, text_params=text_params, dit_params=dit_params,
                        latent_shift=meta["latent_shift"], latent_scale=meta["latent_scale"])

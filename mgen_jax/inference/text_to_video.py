@@ -11,17 +11,17 @@ from mgen_jax.configs.tae import spatial_compression, temporal_compression
 from mgen_jax.flow.guidance import guided_velocity
 from mgen_jax.flow.samplers import euler_sample
 from mgen_jax.flow.schedules import make_schedule
-from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
+from mgen_jax.models.builders import build_dit, build_tae, build_text_encoders
 from mgen_jax.models.tae.latent_scaling import denormalize_latents
 from mgen_jax.models.tae.video_range import float_to_video, video_to_float
-from mgen_jax.models.text.tokenizer import tokenize_bytes
+from mgen_jax.models.text.text_inputs import tokenize_prompts
 
 
 class TextToVideo:
     def __init__(self, cfg, *, tae_params, text_params, dit_params, latent_shift: float,
                  latent_scale: float):
         self.cfg = cfg
-        self.tae, self.text_encoder, self.dit = build_tae(cfg), build_text_encoder(cfg), build_dit(cfg)
+        self.tae, self.text_encoders, self.dit = build_tae(cfg), build_text_encoders(cfg), build_dit(cfg)
         self.params = {"tae": tae_params, "text": text_params, "dit": dit_params}
         self.latent_shift, self.latent_scale = latent_shift, latent_scale
 
@@ -29,19 +29,22 @@ class TextToVideo:
         tc, s = temporal_compression(self.cfg.tae), spatial_compression(self.cfg.tae)
         return (n, -(-frames // tc), height // s, width // s, self.cfg.tae.z_channels)
 
-    @functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
-    def _generate(self, params, ids, mask, key, latent_shape, frames, ts, cfg_scale):
-        text_encoder = self.text_encoder.bind(params["text"])
+    @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
+    def _generate(self, params, tokens, key, latent_shape, frames, ts, cfg_scale):
+        """tokens {name: {ids, mask}}; the unconditional branch gets every encoder's null (the
+        empty prompt), as text dropout trained it."""
+        text_encoders = self.text_encoders.bind(params["text"])
         dit = self.dit.bind(params["dit"])
-        empty = tokenize_bytes([""], ids.shape[1])
-        uncond_ids = jnp.broadcast_to(jnp.asarray(empty["ids"]), ids.shape)
-        uncond_mask = jnp.broadcast_to(jnp.asarray(empty["mask"]), mask.shape)
+        empty = tokenize_prompts(self.cfg.text, [""])
+        uncond = {n: {k: jnp.broadcast_to(jnp.asarray(v), tokens[n][k].shape) for k, v in t.items()}
+                  for n, t in empty.items()}
 
         def model_fn(x, t, text):
-            return dit(x, t, text_encoder(text["ids"], text["mask"]), text["mask"])
+            ids = {n: v["ids"] for n, v in text.items()}
+            mask = {n: v["mask"] for n, v in text.items()}
+            return dit(x, t, text_encoders(ids, mask), mask)
 
-        velocity = guided_velocity(model_fn, {"ids": ids, "mask": mask},
-                                   {"ids": uncond_ids, "mask": uncond_mask}, cfg_scale)
+        velocity = guided_velocity(model_fn, tokens, uncond, cfg_scale)
         x0 = jax.random.normal(key, latent_shape, jnp.float32)
         z = euler_sample(velocity, x0, np.asarray(ts))
         z = denormalize_latents(z, self.latent_shift, self.latent_scale)
@@ -72,9 +75,9 @@ class TextToVideo:
         out = []
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
-            tokens = tokenize_bytes(chunk, self.cfg.text.max_length)
+            tokens = tokenize_prompts(self.cfg.text, chunk, fps=self.cfg.data.fps)
             key = jax.random.fold_in(jax.random.key(seed), start)
             shape = self.latent_shape(len(chunk), frames, height, width)
-            out.append(np.asarray(self._generate(self.params, tokens["ids"], tokens["mask"], key,
-                                                 shape, frames, ts, cfg_scale)))
+            out.append(np.asarray(self._generate(self.params, tokens, key, shape, frames, ts,
+                                                 cfg_scale)))
         return np.concatenate(out, axis=0)

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 from mgen_jax.models.dit.transformer import DiffusionTransformer
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.autoencoder import TemporalAutoencoder
-from mgen_jax.models.text.t5_encoder import T5Encoder
+from mgen_jax.configs.text import text_shapes
+from mgen_jax.models.text.encoder_set import TextEncoders
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -29,23 +30,29 @@ def autoencoder_params(cfg, trained_params: dict) -> dict:
     return trained_params["autoencoder"] if cfg.tae.disc_weight > 0 else trained_params
 
 
-def build_text_encoder(cfg) -> PureModel:
-    return PureModel.create(functools.partial(_t5, cfg.text))
+def build_text_encoders(cfg) -> PureModel:
+    """The frozen encoders of cfg.text.encoders, one module (models/text/encoder_set.py)."""
+    return PureModel.create(functools.partial(_text_encoders, cfg.text))
+
+
+def text_dims(cfg) -> tuple[tuple[str, int], ...]:
+    """((encoder name, output dim), ...) in the conditioner's concatenation order."""
+    return tuple((name, dim) for name, (_, dim) in text_shapes(cfg.text).items())
 
 
 def build_dit(cfg) -> PureModel:
     return PureModel.create(functools.partial(
-        _dit, cfg.dit, cfg.tae.z_channels, cfg.text.d_model, DTYPES[cfg.compute_dtype]))
+        _dit, cfg.dit, cfg.tae.z_channels, text_dims(cfg), DTYPES[cfg.compute_dtype]))
 
 
 def _tae(tae_cfg, rngs):
     return TemporalAutoencoder(tae_cfg, rngs=rngs)
 
 
-def _t5(text_cfg, rngs):
-    return T5Encoder(text_cfg, rngs=rngs)
+def _text_encoders(text_cfg, rngs):
+    return TextEncoders(text_cfg, rngs=rngs)
 
 
-def _dit(dit_cfg, latent_channels, text_dim, dtype, rngs):
-    return DiffusionTransformer(dit_cfg, latent_channels=latent_channels, text_dim=text_dim,
+def _dit(dit_cfg, latent_channels, dims, dtype, rngs):
+    return DiffusionTransformer(dit_cfg, latent_channels=latent_channels, text_dims=dims,
                                 dtype=dtype, rngs=rngs)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from mgen_jax.configs.tae import latent_frames, spatial_compression
+from mgen_jax.configs.text import text_shapes
 from mgen_jax.planning.tpu_chips import chip_for_topology
 
 MEMORY_BUDGET = 0.9  # a plan "fits" when the per-chip total is within 90% of HBM
@@ -59,12 +60,10 @@ def abstract_batch(cfg, mesh, rules) -> dict:
     from mgen_jax.training.sharded_training import batch_shardings
     b = cfg.dit_train.batch_size
     latent = _latent_shape(cfg)
-    shapes = {
-        "latent_mean": (latent, jnp.float32),
-        "latent_logvar": (latent, jnp.float32),
-        "text": ((b, cfg.text.max_length, cfg.text.d_model), DTYPES[cfg.compute_dtype]),
-        "text_mask": ((b, cfg.text.max_length), jnp.bool_),
-    }
+    shapes = {"latent_mean": (latent, jnp.float32), "latent_logvar": (latent, jnp.float32)}
+    for name, (length, dim) in text_shapes(cfg.text).items():
+        shapes[f"text.{name}"] = ((b, length, dim), DTYPES[cfg.compute_dtype])
+        shapes[f"text_mask.{name}"] = ((b, length), jnp.bool_)
     example = {k: jax.ShapeDtypeStruct(s, d) for k, (s, d) in shapes.items()}
     sh = batch_shardings(mesh, rules, example)
     return {k: jax.ShapeDtypeStruct(s, d, sharding=sh[k]) for k, (s, d) in shapes.items()}
@@ -85,12 +84,14 @@ def compile_train_step(cfg, mesh, rules) -> dict:
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     state = abstract_train_state(dit, optimizer, state_sh)
     batch = abstract_batch(cfg, mesh, rules)
-    length, dim = cfg.text.max_length, cfg.text.d_model
+    shapes = text_shapes(cfg.text)
 
     def step(state, batch, key):
-        # The empty prompt's cached embedding; made inside the trace so it is not a constant.
-        null_text = jnp.zeros((length, dim), DTYPES[cfg.compute_dtype])
-        null_mask = jnp.zeros((length,), jnp.bool_).at[0].set(True)
+        # Each encoder's empty-prompt embedding; made inside the trace so it is not a constant.
+        null_text = {n: jnp.zeros((length, dim), DTYPES[cfg.compute_dtype])
+                     for n, (length, dim) in shapes.items()}
+        null_mask = {n: jnp.zeros((length,), jnp.bool_).at[0].set(True)
+                     for n, (length, _) in shapes.items()}
         return make_dit_train_step_on_embeddings(
             dit, optimizer, flow_cfg=cfg.flow, latent_shift=cfg.tae.latent_shift,
             latent_scale=cfg.tae.latent_scale, null_text=null_text,
@@ -178,7 +179,9 @@ def _config_summary(cfg, dit, state, analytic) -> dict:
         "latent_shape": list(_latent_shape(cfg)[1:]),
         "tokens_per_sample": analytic["tokens_per_sample"],
         "token_grid": analytic["token_grid"],
-        "text_tokens": cfg.text.max_length, "text_dim": cfg.text.d_model,
+        "text_tokens": analytic["text_tokens"],
+        "text_encoders": {n: {"tokens": length, "dim": dim}
+                          for n, (length, dim) in text_shapes(cfg.text).items()},
         "global_batch": cfg.dit_train.batch_size,
         "remat": cfg.dit.remat, "attention": cfg.dit.attention,
         "context_parallel": cfg.dit.context_parallel,

@@ -1,11 +1,15 @@
 """Pure DiT train steps: flow matching on normalised TAE latents with text dropout for CFG.
 
-Two entry points share one update:
-  * `make_dit_train_step`: prompts arrive as token ids and the frozen text encoder runs inside the
-    step (the quickstart);
-  * `make_dit_train_step_on_embeddings`: prompts arrive as cached encoder outputs (pod-scale
-    training, `mgen plan`), dropped to a null embedding for classifier-free guidance;
-  * `make_packed_dit_train_step`: the same on NaViT-packed rows of clips of mixed shapes.
+Three entry points share one update:
+  * `make_dit_train_step`: prompts arrive as each encoder's token ids (batch fields
+    `ids.<encoder>` / `mask.<encoder>`) and the frozen text encoders run inside the step (the
+    quickstart);
+  * `make_dit_train_step_on_embeddings`: prompts arrive as cached encoder outputs (fields
+    `text.<encoder>` / `text_mask.<encoder>`: `mgen data precompute-text`, pod-scale training,
+    `mgen plan`);
+  * `make_packed_dit_train_step`: cached outputs on NaViT-packed rows of clips of mixed shapes.
+Dropout for classifier-free guidance replaces prompts by each encoder's null (the empty prompt):
+all encoders at once with flow.text_dropout, one alone with its text.encoders.<name>.dropout.
 """
 import jax
 import jax.numpy as jnp
@@ -14,15 +18,9 @@ import optax
 from mgen_jax.flow.loss import flow_matching_loss, packed_flow_matching_loss
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.latent_scaling import normalize_latents
+from mgen_jax.models.text.conditioner import drop_text
+from mgen_jax.models.text.text_inputs import split_fields
 from mgen_jax.training.train_state import TrainState
-
-
-def drop_text(key, text, mask, null_text, null_mask, rate: float):
-    """Replace each example's prompt (ids [B, L] or embeddings [B, L, D], with mask [B, L]) by the
-    null prompt with probability `rate`."""
-    drop = jax.random.bernoulli(key, rate, (text.shape[0],))
-    pick = lambda a, null: jnp.where(drop.reshape((-1,) + (1,) * (a.ndim - 1)), null[None], a)
-    return pick(text, null_text), pick(mask, null_mask)
 
 
 def _target_latents(batch: dict, key, flow_cfg, latent_shift: float, latent_scale: float):
@@ -47,17 +45,19 @@ def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, tex
         t_mean=flow_cfg.t_logit_mean, t_std=flow_cfg.t_logit_std))
 
 
-def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
+def make_dit_train_step(dit: PureModel, text_encoders: PureModel,
                         optimizer: optax.GradientTransformation, *, flow_cfg, latent_shift: float,
-                        latent_scale: float, empty_ids, empty_mask):
-    """step(state, text_params, batch{ids, mask, latent_mean, latent_logvar}, key)."""
-    empty_ids, empty_mask = jnp.asarray(empty_ids), jnp.asarray(empty_mask)
+                        latent_scale: float, empty_tokens: dict, encoder_dropout=None):
+    """step(state, text_params, batch{ids.<name>, mask.<name>, latent_mean, latent_logvar}, key);
+    empty_tokens {name: {ids [L], mask [L]}} is the empty prompt's tokens."""
+    null_ids = {n: jnp.asarray(t["ids"]) for n, t in empty_tokens.items()}
+    null_mask = {n: jnp.asarray(t["mask"]) for n, t in empty_tokens.items()}
 
     def train_step(state: TrainState, text_params: dict, batch: dict, key: jax.Array):
         k_drop, k_latent, k_flow = jax.random.split(key, 3)
-        ids, mask = drop_text(k_drop, batch["ids"], batch["mask"], empty_ids, empty_mask,
-                              flow_cfg.text_dropout)
-        text = jax.lax.stop_gradient(text_encoder.bind(text_params)(ids, mask))  # frozen
+        ids, mask = drop_text(k_drop, split_fields(batch, "ids"), split_fields(batch, "mask"),
+                              null_ids, null_mask, flow_cfg.text_dropout, encoder_dropout)
+        text = jax.lax.stop_gradient(text_encoders.bind(text_params)(ids, mask))  # frozen
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
         return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
 
@@ -66,14 +66,16 @@ def make_dit_train_step(dit: PureModel, text_encoder: PureModel,
 
 def make_dit_train_step_on_embeddings(dit: PureModel, optimizer: optax.GradientTransformation, *,
                                       flow_cfg, latent_shift: float, latent_scale: float,
-                                      null_text, null_mask):
-    """step(state, batch{text [B, L, D], text_mask [B, L], latent_mean, latent_logvar}, key);
-    null_text [L, D] / null_mask [L] are the empty prompt's cached embedding."""
+                                      null_text: dict, null_mask: dict, encoder_dropout=None):
+    """step(state, batch{text.<name> [B, L, D], text_mask.<name> [B, L], latent_mean,
+    latent_logvar}, key); null_text {name: [L, D]} / null_mask {name: [L]} are each encoder's
+    cached embedding of the empty prompt."""
 
     def train_step(state: TrainState, batch: dict, key: jax.Array):
         k_drop, k_latent, k_flow = jax.random.split(key, 3)
-        text, mask = drop_text(k_drop, batch["text"], batch["text_mask"], jnp.asarray(null_text),
-                               jnp.asarray(null_mask), flow_cfg.text_dropout)
+        text, mask = drop_text(k_drop, split_fields(batch, "text"),
+                               split_fields(batch, "text_mask"), null_text, null_mask,
+                               flow_cfg.text_dropout, encoder_dropout)
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
         return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
 
@@ -82,19 +84,20 @@ def make_dit_train_step_on_embeddings(dit: PureModel, optimizer: optax.GradientT
 
 def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransformation, *,
                                flow_cfg, latent_shift: float, latent_scale: float,
-                               null_text, null_mask):
+                               null_text: dict, null_mask: dict, encoder_dropout=None):
     """step(state, batch, key) on packed rows (data_pipelines/packing.py): batch has tokens
-    [B, N, P] (patchified latent means), coords [B, N, 3], segments [B, N], text [B, S, L, D] and
-    text_mask [B, S, L]; each clip gets its own t and its own text dropout."""
+    [B, N, P] (patchified latent means), coords [B, N, 3], segments [B, N], text.<name>
+    [B, S, L, D] and text_mask.<name> [B, S, L]; each clip gets its own t and text dropout."""
 
     def train_step(state: TrainState, batch: dict, key: jax.Array):
         k_drop, k_flow = jax.random.split(key)
-        text, mask = batch["text"], batch["text_mask"]
-        b, s = mask.shape[:2]
-        text, mask = drop_text(k_drop, text.reshape(b * s, *text.shape[2:]),
-                               mask.reshape(b * s, -1), jnp.asarray(null_text),
-                               jnp.asarray(null_mask), flow_cfg.text_dropout)
-        text, mask = text.reshape(b, s, *text.shape[1:]), mask.reshape(b, s, -1)
+        text, mask = split_fields(batch, "text"), split_fields(batch, "text_mask")
+        b, s = batch["segments"].shape[0], next(iter(mask.values())).shape[1]
+        per_clip = lambda tree: {n: a.reshape(b * s, *a.shape[2:]) for n, a in tree.items()}
+        text, mask = drop_text(k_drop, per_clip(text), per_clip(mask), null_text, null_mask,
+                               flow_cfg.text_dropout, encoder_dropout)
+        rows = lambda tree: {n: a.reshape(b, s, *a.shape[1:]) for n, a in tree.items()}
+        text, mask = rows(text), rows(mask)
         x1 = normalize_latents(batch["tokens"], latent_shift, latent_scale)
 
         def loss_of_model(model):
@@ -108,3 +111,8 @@ def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransfor
         return _update(dit, optimizer, state, loss_of_model)
 
     return train_step
+
+
+def encoder_dropout_rates(text_cfg) -> dict:
+    """{name: text.encoders.<name>.dropout} for the steps' encoder_dropout."""
+    return {name: float(spec.dropout) for name, spec in text_cfg.encoders.items()}

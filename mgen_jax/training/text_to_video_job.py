@@ -11,18 +11,24 @@ import numpy as np
 
 from data_pipelines.grain_pipeline import make_train_iterator
 from data_pipelines.precompute_latents import decode_latent_record, precompute_latents
+from data_pipelines.precompute_text import (TextCacheReader, load_null_embeddings,
+                                            precompute_text)
 from data_pipelines.shapes_writer import write_shapes_dataset
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
+from mgen_jax.configs.text import text_shapes
+from mgen_jax.inference.prompt_encoder import PromptEncoder, text_fingerprint
 from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
-                                      build_tae_trainable, build_text_encoder)
+                                      build_tae_trainable, build_text_encoders)
 from mgen_jax.models.perceptual.lpips_convert import (load_lpips, lpips_model,
                                                       parse_lpips_checkpoint)
 from mgen_jax.models.tae.video_range import video_to_float
-from mgen_jax.models.text.tokenizer import tokenize_bytes
+from mgen_jax.models.text.encoder_set import text_encoder_params
+from mgen_jax.models.text.text_inputs import token_fields, tokenize_prompts
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
-from mgen_jax.training.dit_step import make_dit_train_step
+from mgen_jax.training.dit_step import (encoder_dropout_rates, make_dit_train_step,
+                                        make_dit_train_step_on_embeddings)
 from mgen_jax.training.joint_image_video import joint_image_video_steps
 from mgen_jax.training.loop import run_training
 from mgen_jax.training.metrics import MetricsWriter
@@ -172,7 +178,25 @@ def train_tae(ctx):
     return state
 
 
+def text_cache_dir(workdir: str) -> str:
+    return os.path.join(workdir, "text_cache")
+
+
+def precompute_text_cache(cfg, data_dir: str, cache_dir: str, mesh=None) -> dict:
+    """Encode data_dir's captions with cfg's frozen encoders into cache_dir (this process's
+    shards); returns its manifest part. `mgen data precompute-text` and text.precompute=True."""
+    sh = None
+    if mesh is not None:
+        sh = jax.tree.map(lambda _: replicated(mesh), build_text_encoders(cfg).abstract_params())
+    encoder = PromptEncoder(cfg, shardings=sh)
+    return precompute_text(data_dir, cache_dir, encode=encoder.encode, batch_size=32,
+                           fingerprint=text_fingerprint(cfg), process_index=jax.process_index(),
+                           process_count=jax.process_count())
+
+
 def encode_latents(ctx, tae_params, tae_step: int) -> dict:
+    """Latent shards of the dataset; their text fields are token ids, or cached embeddings when
+    cfg.text.precompute (the text cache is built first)."""
     cfg = ctx.cfg
     tae = build_tae(cfg)
 
@@ -180,38 +204,66 @@ def encode_latents(ctx, tae_params, tae_step: int) -> dict:
     def encode(params, video):
         return tae.bind(params).encode(video_to_float(video))
 
+    if cfg.text.precompute:
+        cache = text_cache_dir(ctx.workdir)
+        precompute_text_cache(cfg, ctx.data_dir, cache, ctx.mesh)
+        text_fields = TextCacheReader(cache).fields
+    else:
+        text_fields = lambda caps, shard, start: token_fields(
+            tokenize_prompts(cfg.text, caps, fps=cfg.data.fps))
     return precompute_latents(
         ctx.data_dir, os.path.join(ctx.workdir, "latents"),
-        encode=lambda v: encode(tae_params, v),
-        tokenize=lambda caps: tokenize_bytes(caps, cfg.text.max_length),
-        batch_size=32, fingerprint={"tae_step": tae_step, "max_length": cfg.text.max_length},
+        encode=lambda v: encode(tae_params, v), text_fields=text_fields, batch_size=32,
+        fingerprint={"tae_step": tae_step, "text": text_fingerprint(cfg),
+                     "precomputed_text": bool(cfg.text.precompute)},
         process_index=jax.process_index(), process_count=jax.process_count())
 
 
+def text_encoders_and_params(cfg, mesh):
+    """The frozen encoders (PureModel) and their params, replicated on the mesh."""
+    text_encoders = build_text_encoders(cfg)
+    text_sh = jax.tree.map(lambda _: replicated(mesh), text_encoders.abstract_params())
+    return text_encoders, text_encoder_params(cfg.text, text_encoders, text_sh), text_sh
+
+
 def train_dit(ctx, latents_manifest: dict):
+    """The DiT phase. Prompts are encoded inside the step by the frozen encoders (saved with the
+    checkpoint), or read as cached embeddings when cfg.text.precompute."""
     cfg = ctx.cfg
-    dit, text_encoder = build_dit(cfg), build_text_encoder(cfg)
-    text_sh = jax.tree.map(lambda _: replicated(ctx.mesh), text_encoder.abstract_params())
-    # The frozen text encoder: random with a fixed seed (real weights come from `mgen convert`).
-    text_params = text_encoder.init(jax.random.key(cfg.text.init_seed), text_sh)
+    dit = build_dit(cfg)
     latent_dir = os.path.join(ctx.workdir, "latents")
     it = ctx.iterator(latent_dir, cfg.dit_train.batch_size, cfg.data.seed + 2,
                       decode=decode_latent_record)
     b = cfg.dit_train.batch_size
     latent_shape = (b,) + tuple(latents_manifest["latent_shape"])
     example = {"latent_mean": np.zeros(latent_shape, np.float32),
-               "latent_logvar": np.zeros(latent_shape, np.float32),
-               "ids": np.zeros((b, cfg.text.max_length), np.int32),
-               "mask": np.zeros((b, cfg.text.max_length), np.int32)}
-    empty = tokenize_bytes([""], cfg.text.max_length)
+               "latent_logvar": np.zeros(latent_shape, np.float32)}
     shift, scale = latents_manifest["latent_shift"], latents_manifest["latent_scale"]
+    flow = dict(flow_cfg=cfg.flow, latent_shift=shift, latent_scale=scale,
+                encoder_dropout=encoder_dropout_rates(cfg.text))
+    meta = {"params": dit.num_params(), "latent_shift": shift, "latent_scale": scale}
+    if cfg.text.precompute:
+        for name, (length, dim) in text_shapes(cfg.text).items():
+            example[f"text.{name}"] = np.zeros((b, length, dim), np.float32)
+            example[f"text_mask.{name}"] = np.zeros((b, length), bool)
+        null_text, null_mask = load_null_embeddings(text_cache_dir(ctx.workdir))
+        state, _ = _train_phase(
+            ctx, phase="dit", model=dit, opt_cfg=cfg.dit_train, iterator=it,
+            example_batch=example, meta=meta,
+            make_step=lambda opt: make_dit_train_step_on_embeddings(
+                dit, opt, null_text=null_text, null_mask=null_mask, **flow))
+        return state, None
+    text_encoders, text_params, text_sh = text_encoders_and_params(cfg, ctx.mesh)
+    for name, (length, _) in text_shapes(cfg.text).items():
+        example[f"ids.{name}"] = np.zeros((b, length), np.int32)
+        example[f"mask.{name}"] = np.zeros((b, length), np.int32)
+    empty = tokenize_prompts(cfg.text, [""])
     state, text_params = _train_phase(
         ctx, phase="dit", model=dit, opt_cfg=cfg.dit_train, iterator=it, example_batch=example,
-        frozen=text_params, frozen_shardings=text_sh,
+        frozen=text_params, frozen_shardings=text_sh, meta=meta,
         make_step=lambda opt: make_dit_train_step(
-            dit, text_encoder, opt, flow_cfg=cfg.flow, latent_shift=shift, latent_scale=scale,
-            empty_ids=empty["ids"][0], empty_mask=empty["mask"][0]),
-        meta={"params": dit.num_params(), "latent_shift": shift, "latent_scale": scale})
+            dit, text_encoders, opt, empty_tokens={n: {k: v[0] for k, v in t.items()}
+                                                   for n, t in empty.items()}, **flow))
     return state, text_params
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from mgen_jax.configs.loading import load_config
 from mgen_jax.configs.mesh import MESH_AXES
+from mgen_jax.configs.text import text_shapes
 from mgen_jax.configs.validation import ConfigError
 from mgen_jax.models.builders import build_dit
 from mgen_jax.models.dit.flops import token_grid
@@ -28,7 +29,12 @@ def test_stage_loads_and_validates(stage):
     assert cfg.dit_train.lr == lr
     assert (cfg.dit.size, cfg.dit.remat, cfg.dit.attention) == ("30b", "full", "splash")
     assert (cfg.param_dtype, cfg.compute_dtype) == ("float32", "bfloat16")
-    assert cfg.tae.z_channels == 16 and cfg.text.d_model == 4096
+    assert cfg.tae.z_channels == 16
+    # Movie Gen's three encoders: UL2 (4096 wide), long-prompt MetaCLIP (1024, 256 tokens) and
+    # ByT5-small (1472) over the quoted text, 656 tokens in all, trained from cached embeddings.
+    assert text_shapes(cfg.text) == {"byt5": (100, 1472), "metaclip": (256, 1024),
+                                     "ul2": (300, 4096)}
+    assert cfg.text.encoders.byt5.input == "visual_text" and cfg.text.precompute
     assert math.prod(cfg.mesh[a] for a in MESH_AXES) == chips
     batch_shards = cfg.mesh.data * cfg.mesh.fsdp
     assert cfg.dit_train.batch_size % batch_shards == 0

@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mgen_jax.checkpointing.transformers_folder import load_transformers_state_dict  # noqa: E402
 from mgen_jax.models.pure_model import PureModel  # noqa: E402
-from mgen_jax.models.text.clip_convert import (load_clip_text,  # noqa: E402
-                                               load_transformers_state_dict)
+from mgen_jax.models.text.clip_convert import load_clip_text  # noqa: E402
 from mgen_jax.models.text.clip_text import (CLIPTextTransformer, clip_text_config,  # noqa: E402
                                             extend_positions)
 

@@ -27,12 +27,15 @@ def _randomize(model, seed=0):
     return model
 
 
+TEXT_DIMS = (("ul2", 11),)  # one encoder; the three-encoder conditioner is tested below
+
+
 def _inputs(b=2, grid=(3, 6, 10), c=5, text_len=7):
     ks = jax.random.split(jax.random.key(1), 3)
     latents = jax.random.normal(ks[0], (b, *grid, c))
     text = jax.random.normal(ks[1], (b, text_len, 11))
     mask = jnp.arange(text_len)[None, :] < jnp.array([[text_len], [4]])[:b]
-    return latents, jax.random.uniform(ks[2], (b,)), text, mask
+    return latents, jax.random.uniform(ks[2], (b,)), {"ul2": text}, {"ul2": mask}
 
 
 def test_patchify_round_trip_odd_grid():
@@ -43,7 +46,7 @@ def test_patchify_round_trip_odd_grid():
 
 
 def test_fresh_model_predicts_zero_and_every_param_has_logical_axes():
-    model = DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0))
+    model = DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0))
     out = model(*_inputs())
     assert out.shape == (2, 3, 6, 10, 5)
     np.testing.assert_array_equal(out, 0.0)  # adaLN-zero + zero output projection
@@ -54,8 +57,8 @@ def test_fresh_model_predicts_zero_and_every_param_has_logical_axes():
 
 @pytest.mark.parametrize("variant", [dict(scan_layers=False), dict(remat="full")])
 def test_scan_loop_and_remat_agree(variant):
-    ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0)))
-    other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dim=11,
+    ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
+    other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dims=TEXT_DIMS,
                                             rngs=nnx.Rngs(0)))
     inputs = _inputs()
     np.testing.assert_allclose(ref(*inputs), other(*inputs), rtol=1e-5, atol=1e-5)
@@ -66,13 +69,13 @@ def test_scan_loop_and_remat_agree(variant):
 
 
 def test_output_depends_on_text_time_and_ignores_masked_text():
-    model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0)))
+    model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     latents, t, text, mask = _inputs()
     base = model(latents, t, text, mask)
-    assert float(jnp.max(jnp.abs(model(latents, t, text * 2.0, mask) - base))) > 1e-3
+    assert float(jnp.max(jnp.abs(model(latents, t, {"ul2": text["ul2"] * 2.0}, mask) - base))) > 1e-3
     assert float(jnp.max(jnp.abs(model(latents, t * 0.5, text, mask) - base))) > 1e-3
     # Example 1 attends only to its first 4 text tokens: changing the rest changes nothing.
-    text2 = text.at[1, 4:].set(100.0)
+    text2 = {"ul2": text["ul2"].at[1, 4:].set(100.0)}
     np.testing.assert_allclose(model(latents, t, text2, mask)[1], base[1], rtol=1e-5, atol=1e-6)
 
 
@@ -80,8 +83,8 @@ def test_output_depends_on_text_time_and_ignores_masked_text():
                                      dict(remat="offload"),
                                      dict(scan_unroll=3), dict(remat="full", scan_unroll=3)])
 def test_remat_policies_and_unroll_agree_with_plain_scan(variant):
-    ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0)))
-    other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dim=11,
+    ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
+    other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dims=TEXT_DIMS,
                                             rngs=nnx.Rngs(0)))
     inputs = _inputs()
     loss = lambda m: jnp.sum(jnp.square(m(*inputs)))
@@ -96,7 +99,7 @@ def test_remat_policies_change_what_is_saved():
     def temp_bytes(remat):
         cfg = _cfg(remat=remat)
         cfg.update(width=96, num_heads=3, mlp_dim=256)
-        model = DiffusionTransformer(cfg, latent_channels=5, text_dim=11, rngs=nnx.Rngs(0))
+        model = DiffusionTransformer(cfg, latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0))
         graphdef, state = nnx.split(model)
         loss = lambda s, *a: jnp.sum(jnp.square(nnx.merge(graphdef, s)(*a)))
         inputs = _inputs(grid=(3, 10, 10))
@@ -106,8 +109,8 @@ def test_remat_policies_change_what_is_saved():
 
 
 def test_bf16_compute_keeps_fp32_master_weights_and_tracks_fp32():
-    f32 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0)))
-    bf16 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11,
+    f32 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
+    bf16 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS,
                                            dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
     inputs = _inputs()
     grads = nnx.grad(lambda m: jnp.sum(jnp.square(m(*inputs))))(bf16)
@@ -117,3 +120,45 @@ def test_bf16_compute_keeps_fp32_master_weights_and_tracks_fp32():
     assert out.dtype == jnp.float32
     rel = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
     assert 1e-5 < rel < 5e-2, rel  # bf16 rounding is visible but small
+
+
+THREE = (("byt5", 7), ("metaclip", 13), ("ul2", 11))
+
+
+def _three_encoder_text(b=2, seed=3):
+    ks = jax.random.split(jax.random.key(seed), 3)
+    lengths = {"byt5": 3, "metaclip": 6, "ul2": 5}
+    text = {n: jax.random.normal(k, (b, lengths[n], d)) for k, (n, d) in zip(ks, THREE)}
+    mask = {n: jnp.arange(lengths[n])[None, :] < jnp.array([[lengths[n]], [2]])[:b] for n, _ in THREE}
+    return text, mask
+
+
+def test_conditioner_projects_each_encoder_and_concatenates_in_order():
+    model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=THREE,
+                                            rngs=nnx.Rngs(0)))
+    text, mask = _three_encoder_text()
+    context, joint = model.conditioner(text, mask)
+    assert context.shape == (2, 3 + 6 + 5, 36) and joint.shape == (2, 14)
+    start = 0
+    for name, _ in THREE:  # each block is that encoder's own Linear + LayerNorm
+        n = text[name].shape[1]
+        proj = model.conditioner.projections[name]
+        np.testing.assert_allclose(context[:, start:start + n], proj(text[name]), rtol=1e-6)
+        np.testing.assert_array_equal(joint[:, start:start + n], mask[name])
+        start += n
+
+
+def test_three_encoder_dit_uses_every_encoder_and_ignores_their_padding():
+    model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=THREE,
+                                            rngs=nnx.Rngs(0)))
+    latents, t, _, _ = _inputs()
+    text, mask = _three_encoder_text()
+    base = model(latents, t, text, mask)
+    for name, _ in THREE:
+        changed = dict(text, **{name: text[name] + 1.0})
+        assert float(jnp.max(jnp.abs(model(latents, t, changed, mask) - base))) > 1e-4, name
+        padded = dict(text, **{name: text[name].at[1, 2:].set(50.0)})  # example 1 sees 2 tokens
+        np.testing.assert_allclose(model(latents, t, padded, mask)[1], base[1], rtol=1e-5,
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="metaclip"):
+        model(latents, t, {k: v for k, v in text.items() if k != "metaclip"}, mask)

@@ -15,7 +15,8 @@ from mgen_jax.training.dit_step import (make_dit_train_step_on_embeddings,
                                         make_packed_dit_train_step)
 from mgen_jax.training.optimizer import make_optimizer
 from mgen_jax.training.train_state import TrainState
-from tests.models.test_dit import _cfg, _randomize
+from mgen_jax.configs.text import encoder_spec
+from tests.models.test_dit import TEXT_DIMS, _cfg, _randomize
 
 PATCH = (1, 2, 2)
 GRIDS = [(2, 4, 6), (1, 6, 4), (3, 2, 2), (1, 2, 2)]  # latent shapes [T, H, W], mixed
@@ -44,7 +45,7 @@ def test_pack_unpack_round_trip_and_errors():
 
 
 def test_packed_forward_equals_each_clip_alone():
-    model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dim=11, rngs=nnx.Rngs(0)))
+    model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     latents, texts, masks, ts = _clips()
     # Odd row length, 3 segments max: rows hold several clips and padding.
     batch, placements = pack_clips(latents, PATCH, max_tokens=19, max_segments=3)
@@ -54,21 +55,24 @@ def test_packed_forward_equals_each_clip_alone():
     t = per_segment(ts, placements, rows=rows, max_segments=3)
     packed = model.forward_packed(jnp.asarray(batch["tokens"]), jnp.asarray(batch["coords"]),
                                   jnp.asarray(batch["segments"]), jnp.asarray(t),
-                                  jnp.asarray(text), jnp.asarray(mask))
+                                  {"ul2": jnp.asarray(text)}, {"ul2": jnp.asarray(mask)})
     assert not np.isnan(np.asarray(packed)).any()
     for p, latent, txt, m, ti in zip(placements, latents, texts, masks, ts):
-        alone = model(latent[None], jnp.asarray([ti]), txt[None], m[None])[0]
+        alone = model(latent[None], jnp.asarray([ti]), {"ul2": txt[None]}, {"ul2": m[None]})[0]
         np.testing.assert_allclose(unpack_clip(packed, p, PATCH, 5), alone, rtol=2e-5, atol=2e-5)
 
 
 def _setup(text_len=6):
     cfg = load_config("experiments/quickstart.py:smoke",
                       ["dit.width=32", "dit.num_heads=4", "dit.mlp_dim=64", "dit.depth=2",
-                       "dit.patch_size=(1, 2, 2)", "tae.z_channels=4", "text.d_model=8"])
+                       "dit.patch_size=(1, 2, 2)", "tae.z_channels=4"])
+    cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5_bytes", max_length=text_len)}
+    cfg.text.encoders.ul2.model.d_model = 8
     dit = build_dit(cfg)
     optimizer = make_optimizer(cfg.dit_train)
     state = TrainState.create(dit.init(jax.random.key(0)), optimizer)
-    null = dict(null_text=np.zeros((text_len, 8), np.float32), null_mask=np.eye(text_len)[0] > 0)
+    null = dict(null_text={"ul2": np.zeros((text_len, 8), np.float32)},
+                null_mask={"ul2": np.eye(text_len)[0] > 0})
     return cfg, dit, optimizer, state, null
 
 
@@ -88,7 +92,7 @@ def test_bucketed_batches_compile_once_per_bucket():
     assert assign_bucket(12, 30, 17, buckets) == (8, 32, 16)
     with pytest.raises(ValueError, match="shorter than every bucket"):
         assign_bucket(4, 16, 16, buckets)
-    text = {"text": np.ones((3, 6, 8), np.float32), "text_mask": np.ones((3, 6), bool)}
+    text = {"text.ul2": np.ones((3, 6, 8), np.float32), "text_mask.ul2": np.ones((3, 6), bool)}
     shapes = []
     for batch in bucket_batches(examples, 3, key="latent_mean"):
         batch.update(latent_logvar=np.zeros_like(batch["latent_mean"]), **text)
@@ -113,7 +117,7 @@ def test_packed_step_compiles_once_for_any_mix_of_clip_shapes():
                             max_segments=3)
         masks = per_segment([np.ones(6, bool)] * len(grids), placements, rows=2, max_segments=3,
                             fill=False)
-        state, metrics = step(state, {**batch, "text": texts, "text_mask": masks},
+        state, metrics = step(state, {**batch, "text.ul2": texts, "text_mask.ul2": masks},
                               jax.random.key(i))
         losses.append(float(metrics["loss"]))
     assert step._cache_size() == 1

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mgen_jax.checkpointing.transformers_folder import load_transformers_state_dict  # noqa: E402
 from mgen_jax.models.pure_model import PureModel  # noqa: E402
-from mgen_jax.models.text.clip_convert import load_transformers_state_dict  # noqa: E402
 from mgen_jax.models.text.t5_convert import (load_t5_encoder,  # noqa: E402
                                              t5_config_from_transformers)
 from mgen_jax.models.text.t5_encoder import T5Encoder  # noqa: E402
@@ -145,7 +145,7 @@ def test_config_from_transformers():
     assert (cfg.d_kv, cfg.num_heads, cfg.d_model, cfg.layer_norm_eps) == (12, 5, 40, 1e-6)
     assert t5_config_from_transformers({}).feed_forward_proj == "relu"  # transformers' default
     with pytest.raises(ValueError, match="feed_forward_proj"):
-        t5_config_from_transformers(dict(config, feed_forward_proj="gated-silu"))
+        t5_config_from_transformers(dict(config, feed_forward_proj="gated-relu"))
     with pytest.raises(ValueError, match="model_type"):
         t5_config_from_transformers(dict(config, model_type="umt5"))
     with pytest.raises(ValueError, match="is_decoder"):

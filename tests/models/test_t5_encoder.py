@@ -30,7 +30,7 @@ def test_relative_position_bucket_matches_reference():
 
 
 def test_padding_does_not_change_real_tokens():
-    cfg = text_config()
+    cfg = text_config().encoders.ul2.model
     enc = T5Encoder(cfg, rngs=nnx.Rngs(0))
     short = tokenize_bytes(["a red circle"], 13)
     long = tokenize_bytes(["a red circle"], 29)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mgen_jax.configs.loading import load_config
-from mgen_jax.models.builders import build_dit, build_tae, build_text_encoder
-from mgen_jax.models.text.tokenizer import tokenize_bytes
+from mgen_jax.models.builders import build_dit, build_tae, build_text_encoders
+from mgen_jax.models.text.text_inputs import token_fields, tokenize_prompts
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
@@ -21,7 +21,7 @@ from mgen_jax.training.sharded_training import (batch_shardings, init_train_stat
 from mgen_jax.training.tae_step import make_tae_train_step
 
 TINY = ["dit.width=32", "dit.num_heads=4", "dit.mlp_dim=64", "dit.depth=2",
-        "text.max_length=16", "data.frames=8", "data.height=16", "data.width=16",
+        "text.encoders.ul2.max_length=16", "text.encoders.metaclip.max_length=16", "data.frames=8", "data.height=16", "data.width=16",
         "tae.ch=8", "tae.ch_mult=(1, 2)", "tae.norm_groups=4", "tae.z_channels=8",
         "tae.pixel_patch=(2, 4)", "tae.temporal_downsamples=1"]
 MESHES = {
@@ -39,22 +39,23 @@ def _dit_steps(mesh_name, num_steps=2, extra=()):
     cfg = load_config("experiments/quickstart.py:smoke", TINY + overrides + list(extra))
     mesh = build_mesh(cfg.mesh, devices=jax.devices()[:n])
     rules = rules_from_preset(cfg.mesh.rules)
-    dit, text = build_dit(cfg), build_text_encoder(cfg)
+    dit, text = build_dit(cfg), build_text_encoders(cfg)  # the three tiny encoders
     optimizer = make_optimizer(cfg.dit_train)
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     state = init_train_state(dit, optimizer, jax.random.key(0), state_sh)
     text_sh = jax.tree.map(lambda _: replicated(mesh), text.abstract_params())
     text_params = text.init(jax.random.key(1), text_sh)
     rng = np.random.default_rng(0)
-    tokens = tokenize_bytes(["a red circle moving left", "blue square going up"] * 4, 16)
+    tokens = token_fields(tokenize_prompts(
+        cfg.text, ["a red circle moving left", 'a sign saying "STOP" going up'] * 4, fps=8))
     batch = {"latent_mean": rng.normal(size=LATENT_SHAPE).astype(np.float32),
              "latent_logvar": np.full(LATENT_SHAPE, -4.0, np.float32), **tokens}
     batch_sh = batch_shardings(mesh, rules, batch)
-    empty = tokenize_bytes([""], 16)
+    empty = tokenize_prompts(cfg.text, [""])
     step = jit_train_step(
         make_dit_train_step(dit, text, optimizer, flow_cfg=cfg.flow, latent_shift=0.1,
-                            latent_scale=1.3, empty_ids=empty["ids"][0],
-                            empty_mask=empty["mask"][0]),
+                            latent_scale=1.3, empty_tokens={n: {k: v[0] for k, v in t.items()}
+                                                            for n, t in empty.items()}),
         mesh, rules, state_sh, batch_sh, (text_sh,))
     losses = []
     for i in range(num_steps):

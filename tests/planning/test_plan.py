@@ -11,6 +11,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mgen_jax.cli import main
 from mgen_jax.configs.loading import load_config
+from mgen_jax.configs.text import encoder_spec
 from mgen_jax.models.dit.flops import dit_train_flops
 from mgen_jax.parallel.replication import replicated_fraction
 from mgen_jax.planning import hlo
@@ -20,7 +21,8 @@ from mgen_jax.planning.collectives import collectives_summary
 # ratio measures the remat recompute rather than elementwise overheads.
 TINY = ["--config.dit.width=256", "--config.dit.num_heads=4", "--config.dit.mlp_dim=768",
         "--config.dit.depth=4", "--config.dit.patch_size=(1, 2, 2)", "--config.data.frames=16",
-        "--config.data.height=64", "--config.data.width=64", "--config.text.max_length=32",
+        "--config.data.height=64", "--config.data.width=64", "--config.text.encoders.ul2.max_length=8",
+        "--config.text.encoders.metaclip.max_length=8",
         "--config.dit_train.batch_size=8", "--config.mesh.data=1", "--config.mesh.fsdp=2",
         "--config.mesh.tensor=2", "--config.dit.attention=xla"]
 
@@ -121,8 +123,9 @@ def test_analytic_flops_against_a_hand_count():
     cfg = load_config("experiments/quickstart.py", [
         "dit.width=8", "dit.num_heads=2", "dit.mlp_dim=12", "dit.depth=3",
         "dit.patch_size=(1, 2, 2)", "dit.timestep_features=4", "tae.z_channels=4",
-        "data.frames=16", "data.height=32", "data.width=32", "text.max_length=5",
-        "text.d_model=6", "dit_train.batch_size=2"])
+        "data.frames=16", "data.height=32", "data.width=32", "dit_train.batch_size=2"])
+    cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5_bytes", max_length=5)}
+    cfg.text.encoders.ul2.model.d_model = 6
     f = dit_train_flops(cfg)
     # Tokens: 16 frames / 8 = 2 latent frames, 32 px / 8 = 4 -> 2 x 2 x 2 = 8; p = 4*1*2*2 = 16.
     assert f["tokens_per_sample"] == 8 and f["text_tokens"] == 5

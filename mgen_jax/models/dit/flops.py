@@ -20,6 +20,7 @@ Per sample, with N video tokens, L text tokens, width W, FFN width F, patch volu
     cross-attention core        12 · N · L · W · D
 """
 from mgen_jax.configs.tae import latent_frames, spatial_compression
+from mgen_jax.configs.text import text_shapes
 
 NUM_MODULATIONS = 6  # shift/scale/gate for self-attention and FFN (models/dit/block.py)
 
@@ -41,7 +42,8 @@ def dit_train_flops(cfg, batch_size: int | None = None) -> dict:
     b = cfg.dit_train.batch_size if batch_size is None else batch_size
     gt, gh, gw = token_grid(cfg)
     n = gt * gh * gw
-    length = cfg.text.max_length
+    shapes = text_shapes(cfg.text)  # {encoder: (tokens, dim)}, concatenated for cross-attention
+    length = sum(n for n, _ in shapes.values())
     w, f, depth = d.width, d.mlp_dim, d.depth
     p = cfg.tae.z_channels * d.patch_size[0] * d.patch_size[1] * d.patch_size[2]
 
@@ -52,7 +54,7 @@ def dit_train_flops(cfg, batch_size: int | None = None) -> dict:
         "ffn": 6 * 3 * w * f * n * depth * b,
         "patch_embed": 6 * p * w * n * b,
         "final_projection": 6 * w * p * n * b,
-        "text_projection": 6 * cfg.text.d_model * w * length * b,
+        "text_projection": 6 * sum(n * dim for n, dim in shapes.values()) * w * b,
         "conditioning": 6 * (d.timestep_features * w + w * w + NUM_MODULATIONS * w * w
                              + 2 * w * w) * b,
         "self_attention_core": 12 * b * n * n * w * depth,

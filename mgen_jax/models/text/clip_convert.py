@@ -1,33 +1,29 @@
 """Load a transformers-format CLIP / MetaCLIP text tower into CLIPTextTransformer.
 
     cfg, params = load_clip_text("path/to/metaclip-h14")   # config.json + weights
+    cfg, params = load_clip_text(path, mesh=mesh, rules="default")  # straight into shards
     model = PureModel.create(lambda rngs: CLIPTextTransformer(cfg, rngs=rngs)).bind(params)
 
 The folder may hold a `CLIPTextModel` (config is a CLIPTextConfig; keys `text_model.*` or bare)
 or a whole `CLIPModel` (config is a CLIPConfig with `text_config`): then the vision tower,
 both projections and logit_scale are skipped, and the skip is logged. Anything else that does
-not fit raises a ValueError naming every unmapped, missing and mis-shaped key.
-Checkpoint files are read with the TAE converter's readers (safetensors, .bin, sharded index).
+not fit raises a ValueError naming every unmapped, missing and mis-shaped key, before any tensor
+is read. Tensors are streamed one at a time (checkpointing/lazy_state_dict.py: safetensors, .bin,
+sharded index), so host memory holds about one tensor, never the model.
 """
-import json
 import logging
-import os
 import re
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 
-from mgen_jax.checkpointing.state_dict_files import load_state_dict_file
-from mgen_jax.checkpointing.state_dict_mapping import fill_state, raise_on_mismatch
+from mgen_jax.checkpointing.state_dict_mapping import as_source, stream_params, target_shardings
+from mgen_jax.checkpointing.transformers_folder import (load_transformers_config,
+                                                        open_transformers_weights)
 from mgen_jax.models.text.clip_text import ACTIVATIONS, CLIPTextTransformer
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_NAMES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
 PREFIX = "text_model."
 # Keys of a full CLIPModel with no place in the text tower.
 _FULL_MODEL_EXTRA = re.compile(r"^(vision_model\.|visual_projection\.|text_projection\.|"
@@ -79,30 +75,6 @@ def clip_config_from_transformers(config: dict) -> ml_collections.ConfigDict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoint files
-
-
-def load_transformers_config(path: str) -> dict:
-    file = os.path.join(path, "config.json")
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"no config.json in {path}")
-    with open(file) as f:
-        return json.load(f)
-
-
-def load_transformers_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Flat {key: numpy array} from a transformers folder (safetensors preferred over .bin,
-    single file over shards) or from one weights file."""
-    if os.path.isfile(path):
-        return load_state_dict_file(path)
-    for name in WEIGHTS_NAMES:
-        if os.path.isfile(os.path.join(path, name)):
-            return load_state_dict_file(os.path.join(path, name))
-    found = sorted(os.listdir(path)) if os.path.isdir(path) else "(not a folder)"
-    raise FileNotFoundError(f"no {' / '.join(WEIGHTS_NAMES)} in {path}; found {found}")
-
-
-# ---------------------------------------------------------------------------------------------
 # Parameter mapping
 
 
@@ -115,45 +87,55 @@ def transformers_key(path: tuple) -> str:
     return re.sub(r"\.(kernel|scale)$", ".weight", key)
 
 
-def convert_clip_text(state_dict: dict, cfg, *, full_model: bool = False) -> dict:
+def convert_clip_text(state_dict, cfg, *, full_model: bool = False, mesh=None, rules=None,
+                      shardings: dict | None = None) -> dict:
     """Params (nnx.to_pure_dict layout of CLIPTextTransformer(cfg)) from a transformers state
-    dict. Keys may carry the `text_model.` prefix or not. With full_model=True (a CLIPModel
-    checkpoint) vision / projection / logit_scale keys are skipped; otherwise every key must
-    fill a parameter. Raises a ValueError listing every problem at once."""
-    checkpoint, original, duplicates, skipped = {}, {}, [], []
-    for key, value in state_dict.items():
+    dict: a {key: array} dict or a LazyStateDict, streamed one tensor at a time into the
+    shardings of `mesh` under `rules` (see state_dict_mapping.target_shardings) or into
+    `shardings` (a pure dict matching the params); default device without either. Keys may
+    carry the `text_model.` prefix or not. With full_model=True (a CLIPModel checkpoint) vision /
+    projection / logit_scale keys are skipped; otherwise every key must fill a parameter. Raises
+    a ValueError listing every problem before reading a tensor."""
+    source = as_source(state_dict)
+    original, duplicates, buffers, skipped = {}, [], [], []  # original: bare key -> key
+    for key in source.keys():
         if _BUFFERS.match(key):
-            continue
-        if full_model and _FULL_MODEL_EXTRA.match(key):
+            buffers.append(key)
+        elif full_model and _FULL_MODEL_EXTRA.match(key):
             skipped.append(key)
-            continue
-        bare = key[len(PREFIX):] if key.startswith(PREFIX) else key
-        if bare in checkpoint:
-            duplicates.append(f"{original[bare]} / {key}")
-        checkpoint[bare], original[bare] = value, key
+        else:
+            bare = key[len(PREFIX):] if key.startswith(PREFIX) else key
+            if bare in original:
+                duplicates.append(f"{original[bare]} / {key}")
+            original[bare] = key
     if skipped:
         log.info("CLIP text: skipped %d keys of the full CLIPModel checkpoint (vision tower, "
                  "projections, logit_scale)", len(skipped))
-
-    state = nnx.state(nnx.eval_shape(lambda: CLIPTextTransformer(cfg, rngs=nnx.Rngs(0))))
-    missing, mismatched = fill_state(state, checkpoint, transformers_key,
-                                     display=lambda key: original.get(key, PREFIX + key))
     problems = []
     if duplicates:
         problems.append("keys given both with and without 'text_model.': "
                         + ", ".join(duplicates))
-    raise_on_mismatch("CLIP text tower", problems=problems,
-                      unmapped=[original[k] for k in checkpoint], missing=missing,
-                      mismatched=mismatched)
-    return nnx.to_pure_dict(state)
+
+    def key_of(path):
+        bare = transformers_key(path)
+        return original.get(bare, PREFIX + bare)
+
+    state = nnx.state(nnx.eval_shape(lambda: CLIPTextTransformer(cfg, rngs=nnx.Rngs(0))))
+    if shardings is None:
+        shardings = target_shardings(state, mesh, rules)
+    return stream_params("CLIP text tower", state, source, key_of, shardings=shardings,
+                         skip=buffers + skipped, problems=problems)
 
 
-def load_clip_text(path: str, *, weights: str | None = None
-                   ) -> tuple[ml_collections.ConfigDict, dict]:
+def load_clip_text(path: str, *, weights: str | None = None, mesh=None, rules=None,
+                   shardings: dict | None = None) -> tuple[ml_collections.ConfigDict, dict]:
     """(cfg, params) from a transformers CLIPTextModel or CLIPModel folder (`weights` names
-    another weights file). Bind with PureModel.create(...).bind(params)."""
+    another weights file), streamed tensor by tensor into the shardings of `mesh` under `rules`
+    or into `shardings` (default device without either). Bind with
+    PureModel.create(...).bind(params)."""
     config = load_transformers_config(path)
     cfg = clip_config_from_transformers(config)
-    params = convert_clip_text(load_transformers_state_dict(weights or path), cfg,
-                               full_model=is_full_clip_config(config))
-    return cfg, jax.tree.map(jnp.asarray, params)
+    with open_transformers_weights(weights or path) as source:
+        params = convert_clip_text(source, cfg, full_model=is_full_clip_config(config),
+                                   mesh=mesh, rules=rules, shardings=shardings)
+    return cfg, params

@@ -2,14 +2,20 @@
 
 Pre-norm blocks with T5's RMS LayerNorm (no mean subtraction, no bias), unscaled dot-product
 attention with a learned relative-position bias (computed once by the first block and shared by
-all blocks), and a gated-GELU feed-forward (T5 v1.1; cfg.feed_forward_proj = 'relu' selects the
-original T5's plain ReLU feed-forward instead). No biases anywhere. Module names mirror the
-transformers checkpoint layout so a weight converter is a plain key map.
+all blocks), and a gated feed-forward: gated-GELU (T5 v1.1, ByT5) or gated-SiLU (UL2), chosen by
+cfg.feed_forward_proj; 'relu' selects the original T5's plain ReLU feed-forward. No biases
+anywhere. Module names mirror the transformers checkpoint layout so a weight converter is a plain
+key map.
+
+    cfg = t5_config("ul2")                    # or byt5-small/base/large, t5-base, tiny
+    model = T5Encoder(cfg, rngs=nnx.Rngs(0))  # t5_num_params(cfg) parameters
+    hidden = model(ids, mask)                 # [B, L, d_model]
 """
 import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from flax import nnx
 
 from mgen_jax.models.layers import Dense, RMSNorm, param
@@ -63,14 +69,23 @@ class T5Attention(nnx.Module):
         return self.o(out)
 
 
+# The gate activation of each gated feed-forward, as transformers computes it: 'gated-gelu' is
+# gelu_new (the tanh approximation), 'gated-silu' is torch's SiLU (x * sigmoid(x)).
+GATE_ACTIVATIONS = {"gated-gelu": lambda x: jax.nn.gelu(x, approximate=True),
+                    "gated-silu": jax.nn.silu}
+
+
 class T5GatedFeedForward(nnx.Module):
+    """wo(act(wi_0(x)) * wi_1(x)); act from cfg.feed_forward_proj (GATE_ACTIVATIONS)."""
+
     def __init__(self, cfg, *, rngs: nnx.Rngs):
         self.wi_0 = Dense(cfg.d_model, cfg.d_ff, axes=("embed", "mlp"), use_bias=False, rngs=rngs)
         self.wi_1 = Dense(cfg.d_model, cfg.d_ff, axes=("embed", "mlp"), use_bias=False, rngs=rngs)
         self.wo = Dense(cfg.d_ff, cfg.d_model, axes=("mlp", "embed"), use_bias=False, rngs=rngs)
+        self.act = GATE_ACTIVATIONS[feed_forward_proj(cfg)]
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.wo(jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x))
+        return self.wo(self.act(self.wi_0(x)) * self.wi_1(x))
 
 
 class T5DenseFeedForward(nnx.Module):
@@ -84,9 +99,12 @@ class T5DenseFeedForward(nnx.Module):
         return self.wo(jax.nn.relu(self.wi(x)))
 
 
-# transformers' feed_forward_proj names -> our feed-forward modules. 'gated-gelu' is gelu_new
-# (the tanh approximation) in transformers, as in T5GatedFeedForward.
-FEED_FORWARDS = {"gated-gelu": T5GatedFeedForward, "relu": T5DenseFeedForward}
+# transformers' feed_forward_proj names -> our feed-forward modules.
+FEED_FORWARDS = {"gated-gelu": T5GatedFeedForward, "gated-silu": T5GatedFeedForward,
+                 "relu": T5DenseFeedForward}
+# The `dense_act_fn` transformers' T5Config derives from (and saves next to) each
+# feed_forward_proj, for converters that check a config.json's pair is consistent.
+DENSE_ACT_FNS = {"gated-gelu": "gelu_new", "gated-silu": "silu", "relu": "relu"}
 
 
 def feed_forward_proj(cfg) -> str:
@@ -128,3 +146,49 @@ class T5Encoder(nnx.Module):
         for block in self.blocks:
             x = block(x, bias)
         return self.final_norm(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: the encoder half of the published checkpoints (their config.json on the HF hub).
+
+_T5_COMMON = dict(relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                  layer_norm_eps=1e-6)
+T5_PRESETS = {
+    # google/ul2, Movie Gen's UL2 ("UL2 20B": 32 + 32 layers; this is the 32-layer encoder).
+    "ul2": dict(vocab_size=32128, d_model=4096, num_layers=32, num_heads=16, d_kv=256,
+                d_ff=16384, feed_forward_proj="gated-silu"),
+    # google/byt5-{small,base,large}: byte vocabulary (256 bytes + 3 specials + 125 extra ids).
+    "byt5-small": dict(vocab_size=384, d_model=1472, num_layers=12, num_heads=6, d_kv=64,
+                       d_ff=3584, feed_forward_proj="gated-gelu"),
+    "byt5-base": dict(vocab_size=384, d_model=1536, num_layers=18, num_heads=12, d_kv=64,
+                      d_ff=3968, feed_forward_proj="gated-gelu"),
+    "byt5-large": dict(vocab_size=384, d_model=1536, num_layers=36, num_heads=16, d_kv=64,
+                       d_ff=3840, feed_forward_proj="gated-gelu"),
+    # The original t5-base (google-t5/t5-base), ReLU feed-forward; used by the audio model.
+    "t5-base": dict(vocab_size=32128, d_model=768, num_layers=12, num_heads=12, d_kv=64,
+                    d_ff=3072, feed_forward_proj="relu"),
+    # Tests: odd sizes, UL2's gated-SiLU, so mis-split weights cannot line up by accident.
+    "tiny": dict(vocab_size=101, d_model=40, num_layers=2, num_heads=5, d_kv=12, d_ff=72,
+                 feed_forward_proj="gated-silu"),
+}
+
+
+def t5_config(preset: str = "ul2") -> ml_collections.ConfigDict:
+    """Config of a T5-family encoder preset (the keys T5Encoder and t5_convert use)."""
+    if preset not in T5_PRESETS:
+        raise ValueError(f"T5 preset {preset!r} unknown; choose one of {sorted(T5_PRESETS)}")
+    cfg = dict(_T5_COMMON)
+    cfg.update(T5_PRESETS[preset])
+    cfg["preset"] = preset
+    return ml_collections.ConfigDict(cfg)
+
+
+def t5_num_params(cfg) -> int:
+    """Encoder parameter count from the architecture alone: shared embedding, per block the
+    q/k/v/o projections, the feed-forward and two RMS norms, block 0's relative-position table,
+    and the final norm."""
+    d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
+    ffn_matrices = 2 if feed_forward_proj(cfg) == "relu" else 3
+    block = 4 * d * inner + ffn_matrices * d * cfg.d_ff + 2 * d
+    return (cfg.vocab_size * d + cfg.num_layers * block
+            + cfg.relative_attention_num_buckets * cfg.num_heads + d)
