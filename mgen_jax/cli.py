@@ -1,4 +1,4 @@
-"""`mgen`: the command-line entry point (train, sample, eval)."""
+"""`mgen`: the command-line entry point (train, sample, eval, plan, bench, convert, text-embed, data)."""
 import argparse
 import json
 import os

@@ -10,19 +10,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mgen_jax.cli import main  # noqa: E402
+from tests.torch_reference import perturbed  # noqa: E402
 
 T5_PIECES = ["▁a", "▁cat", "▁the", "▁red", "▁sat", "s", "a", "t", "c", "e", "r", "d", "h", "."]
 CLIP_MERGES = [("c", "a"), ("ca", "t</w>"), ("t", "h"), ("th", "e</w>"), ("r", "e"),
                ("re", "d</w>")]
 SMALL = dict(d_model=40, d_kv=12, num_heads=5, d_ff=72, num_layers=2)
-
-
-def _randomise(model, seed):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # norm weights too, so a mix-up shows
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
 
 
 def _t5_folder(path, **config):
@@ -32,7 +25,7 @@ def _t5_folder(path, **config):
     tokenizer = transformers.T5Tokenizer(vocab=vocab, extra_ids=2)
     hf = transformers.T5EncoderModel(transformers.T5Config(**{**SMALL, "vocab_size": 23,
                                                               **config}))
-    _randomise(hf, 1).save_pretrained(path)
+    perturbed(hf, 1).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return hf, tokenizer
 
@@ -40,7 +33,7 @@ def _t5_folder(path, **config):
 def _byt5_folder(path, with_tokenizer):
     hf = transformers.T5EncoderModel(transformers.T5Config(
         **SMALL, vocab_size=384, feed_forward_proj="gated-gelu", tokenizer_class="ByT5Tokenizer"))
-    _randomise(hf, 2).save_pretrained(path)
+    perturbed(hf, 2).save_pretrained(path)
     if with_tokenizer:
         transformers.ByT5Tokenizer().save_pretrained(path)
     return hf, transformers.ByT5Tokenizer()
@@ -58,7 +51,7 @@ def _clip_folder(path):
         vocab_size=len(vocab) + 3, hidden_size=40, num_attention_heads=5, num_hidden_layers=2,
         intermediate_size=72, max_position_embeddings=256, hidden_act="gelu", bos_token_id=0,
         eos_token_id=1, pad_token_id=1))
-    _randomise(hf, 3).save_pretrained(path)
+    perturbed(hf, 3).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return hf, tokenizer
 

@@ -26,6 +26,7 @@ from mgen_jax.configs.mesh import MESH_AXES  # noqa: E402
 from mgen_jax.models.text.clip_convert import load_clip_text  # noqa: E402
 from mgen_jax.models.text.t5_convert import load_t5_encoder  # noqa: E402
 from mgen_jax.parallel.logical_rules import rules_from_preset  # noqa: E402
+from tests.torch_reference import perturbed  # noqa: E402
 
 # UL2-style (gated-SiLU) and odd sizes: 40 splits over fsdp=4 and 8, 60 heads*d_kv and 72 d_ff
 # over tensor=2, while vocab 101 and 5 heads do not split and must fall back to replication.
@@ -39,23 +40,15 @@ CLIP_TINY = dict(vocab_size=99, hidden_size=40, num_attention_heads=5, num_hidde
 FSDP_ONLY = {name: None for name in rules_from_preset("default")} | {"embed": "fsdp"}
 
 
-def _randomise(model, seed):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # norm weights too, so a mix-up shows
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
-
-
 def _save_t5(folder, seed=1, shard="30KB", **overrides):
-    hf = _randomise(transformers.T5EncoderModel(transformers.T5Config(**(T5_TINY | overrides))),
+    hf = perturbed(transformers.T5EncoderModel(transformers.T5Config(**(T5_TINY | overrides))),
                     seed)
     hf.save_pretrained(folder, max_shard_size=shard)
     return hf
 
 
 def _save_clip(folder, seed=1):
-    hf = _randomise(transformers.CLIPTextModel(transformers.CLIPTextConfig(**CLIP_TINY)), seed)
+    hf = perturbed(transformers.CLIPTextModel(transformers.CLIPTextConfig(**CLIP_TINY)), seed)
     hf.save_pretrained(folder)
     return hf
 

@@ -16,19 +16,12 @@ from mgen_jax.models.pure_model import PureModel  # noqa: E402
 from mgen_jax.models.text.clip_convert import load_clip_text  # noqa: E402
 from mgen_jax.models.text.clip_text import (CLIPTextTransformer, clip_text_config,  # noqa: E402
                                             extend_positions)
+from tests.torch_reference import perturbed  # noqa: E402
 
 TINY = dict(vocab_size=99, hidden_size=40, num_attention_heads=5, num_hidden_layers=2,
             intermediate_size=72, layer_norm_eps=1e-5, bos_token_id=0, pad_token_id=1)
 LENGTHS = (5, 11, 24)  # three prompts, the last one unpadded
 SEQ = 24
-
-
-def _randomise(model, seed):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # LayerNorm weights/biases too, so a mix-up shows
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
 
 
 def _text_config(hidden_act, max_positions, eos):
@@ -85,7 +78,7 @@ def _assert_matches(cfg, params, hf_text, eos, label):
     ("gelu", 256, 50, "40KB"),       # first-eos pooling, sharded safetensors + index
 ])
 def test_matches_transformers_clip_text_model(tmp_path, hidden_act, max_positions, eos, shard):
-    hf = _randomise(transformers.CLIPTextModel(_text_config(hidden_act, max_positions, eos)), 1)
+    hf = perturbed(transformers.CLIPTextModel(_text_config(hidden_act, max_positions, eos)), 1)
     hf.save_pretrained(tmp_path, **({"max_shard_size": shard} if shard else {}))
     if shard:
         assert os.path.isfile(tmp_path / "model.safetensors.index.json")
@@ -103,14 +96,14 @@ def test_full_clip_model_skips_vision_tower(tmp_path):
         vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
                            num_attention_heads=2, image_size=30, patch_size=15),
         projection_dim=24)
-    hf = _randomise(transformers.CLIPModel(config), 2)
+    hf = perturbed(transformers.CLIPModel(config), 2)
     hf.save_pretrained(tmp_path)
     cfg, params = load_clip_text(str(tmp_path))
     _assert_matches(cfg, params, hf.text_model, 50, "full CLIPModel")
 
 
 def _tiny_checkpoint(tmp_path):
-    hf = _randomise(transformers.CLIPTextModel(_text_config("quick_gelu", 77, 2)), 3)
+    hf = perturbed(transformers.CLIPTextModel(_text_config("quick_gelu", 77, 2)), 3)
     hf.save_pretrained(tmp_path / "orig")
     return hf, load_transformers_state_dict(str(tmp_path / "orig"))
 

@@ -14,6 +14,7 @@ from mgen_jax.models.pure_model import PureModel  # noqa: E402
 from mgen_jax.models.text.t5_convert import (load_t5_encoder,  # noqa: E402
                                              t5_config_from_transformers)
 from mgen_jax.models.text.t5_encoder import T5Encoder  # noqa: E402
+from tests.torch_reference import perturbed  # noqa: E402
 
 TINY = dict(d_model=40, d_kv=12, num_heads=5, d_ff=72, num_layers=2, vocab_size=101,
             feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
@@ -22,14 +23,6 @@ BYT5 = dict(TINY, vocab_size=384, num_layers=3)
 RELU = dict(TINY, feed_forward_proj="relu", num_layers=1)
 LENGTHS = (7, 19, 40)  # three prompts, right-padded, the last unpadded; 40 > max_exact offsets
 SEQ = 40
-
-
-def _randomise(model, seed):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # layer-norm weights too, so a mix-up shows
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
 
 
 def _batch(vocab, lengths=LENGTHS, seq=SEQ, seed=0):
@@ -67,7 +60,7 @@ def _assert_matches(cfg, params, hf_encoder, label):
     (RELU, None, "t5 relu"),
 ])
 def test_matches_transformers_t5_encoder(tmp_path, kwargs, shard, label):
-    hf = _randomise(transformers.T5EncoderModel(transformers.T5Config(**kwargs)), 1)
+    hf = perturbed(transformers.T5EncoderModel(transformers.T5Config(**kwargs)), 1)
     hf.save_pretrained(tmp_path, **({"max_shard_size": shard} if shard else {}))
     if shard:
         assert (tmp_path / "model.safetensors.index.json").is_file()
@@ -81,7 +74,7 @@ def test_matches_transformers_t5_encoder(tmp_path, kwargs, shard, label):
 
 
 def test_full_encoder_decoder_skips_decoder(tmp_path):
-    hf = _randomise(transformers.T5ForConditionalGeneration(transformers.T5Config(**TINY)), 2)
+    hf = perturbed(transformers.T5ForConditionalGeneration(transformers.T5Config(**TINY)), 2)
     hf.save_pretrained(tmp_path)
     state = load_transformers_state_dict(str(tmp_path))
     assert any(k.startswith("decoder.") for k in state)
@@ -90,7 +83,7 @@ def test_full_encoder_decoder_skips_decoder(tmp_path):
 
 
 def _tiny_checkpoint(tmp_path):
-    hf = _randomise(transformers.T5EncoderModel(transformers.T5Config(**TINY)), 3)
+    hf = perturbed(transformers.T5EncoderModel(transformers.T5Config(**TINY)), 3)
     hf.save_pretrained(tmp_path / "orig")
     return hf, load_transformers_state_dict(str(tmp_path / "orig"))
 

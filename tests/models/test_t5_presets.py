@@ -16,6 +16,7 @@ from mgen_jax.models.text.t5_convert import (load_t5_encoder,  # noqa: E402
                                              t5_config_from_transformers)
 from mgen_jax.models.text.t5_encoder import (T5_PRESETS, T5Encoder, t5_config,  # noqa: E402
                                              t5_num_params)
+from tests.torch_reference import perturbed  # noqa: E402
 
 # Published whole-model sizes (encoder + decoder + lm head for T5s; the text tower for CLIP) and
 # the decoder fields of each published config.json that our encoder-only presets leave out.
@@ -62,12 +63,8 @@ def _count(model) -> int:
 def test_gated_silu_matches_transformers(tmp_path):
     cfg = t5_config("tiny")
     assert cfg.feed_forward_proj == "gated-silu"
-    torch.manual_seed(0)
-    hf = transformers.T5EncoderModel(_hf_t5_config(cfg))
-    with torch.no_grad():
-        for p in hf.parameters():  # norm weights too, so a mix-up shows
-            p.add_(0.1 * torch.randn_like(p))
-    hf.eval().save_pretrained(tmp_path)
+    hf = perturbed(transformers.T5EncoderModel(_hf_t5_config(cfg)), 0)
+    hf.save_pretrained(tmp_path)
 
     loaded_cfg, params = load_t5_encoder(str(tmp_path))
     assert {k: v for k, v in loaded_cfg.items() if k != "preset"} == \
