@@ -4,10 +4,11 @@
 
 Trains the tiny TAE, encodes the data to latents once, trains a tiny DiT on them (TAE frozen),
 then samples the held-out prompts into eval.json. Text goes through Movie Gen's three-encoder
-conditioner with tiny random frozen encoders reading bytes (configs/text.py tiny_encoders: a
-UL2-like T5 and a CLIP-like causal tower over "FPS-8 ..." + caption, a ByT5-like T5 over the
-quoted text, which Shapes captions do not have, so it always sees its null), each projected +
-LayerNormed and concatenated; classifier-free guidance drops all three together.
+conditioner with tiny random frozen encoders (configs/text.py tiny_encoders): a UL2-like T5 and
+a CLIP-like causal tower read "FPS-8. <caption>" as words of the Shapes vocabulary (the stand-in
+for a subword tokenizer), a ByT5-like T5 reads the quoted text as bytes (Shapes captions quote
+nothing, so it always sees its null); each is projected + LayerNormed and concatenated, and
+classifier-free guidance drops all three together.
 `arg` scales the step counts, e.g. `experiments/quickstart.py:smoke` for a seconds-long run.
 """
 from mgen_jax.configs.recipes import tiny_tae_recipe

@@ -8,7 +8,8 @@
     model       the architecture (keys of t5_config / clip_text_config)
     max_length  tokens kept per prompt (padding / truncation)
     input       'prompt' (the formatted prompt) or 'visual_text' (only the quoted text, ByT5)
-    tokenizer   'bytes' (ByT5's byte tokenizer, no files), a local transformers tokenizer dir,
+    tokenizer   'bytes' (ByT5's byte tokenizer, no files), 'shapes_words' (the Shapes data's word
+                vocabulary, the quickstart's), a local transformers tokenizer dir,
                 or '' = the tokenizer files of `checkpoint` (a transformers folder)
     checkpoint  '' = random init from text.init_seed (frozen random features, the quickstart);
                 otherwise a transformers folder or a `mgen convert` output directory
@@ -24,14 +25,14 @@ import ml_collections
 KINDS = ("t5", "clip")
 INPUTS = ("prompt", "visual_text")
 
-# Tiny random encoders for the quickstart and tests, all reading bytes (no vocabulary files can
-# be downloaded here): a UL2-like T5, a CLIP-like causal tower and a ByT5-like T5.
+# Tiny random encoders for the quickstart and tests (no vocabulary files can be downloaded here):
+# a UL2-like T5, a CLIP-like causal tower and a ByT5-like T5; vocab 384 covers bytes and words.
 _TINY_T5 = dict(vocab_size=384, d_model=64, num_layers=2, num_heads=4, d_kv=16, d_ff=128,
                 relative_attention_num_buckets=32, relative_attention_max_distance=128,
                 layer_norm_eps=1e-6, feed_forward_proj="gated-gelu")
 _TINY_CLIP = dict(vocab_size=384, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                  max_positions=80, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=1)
-TINY_MODELS = {"tiny_t5_bytes": ("t5", _TINY_T5), "tiny_clip_bytes": ("clip", _TINY_CLIP)}
+                  max_positions=32, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=1)
+TINY_MODELS = {"tiny_t5": ("t5", _TINY_T5), "tiny_clip": ("clip", _TINY_CLIP)}
 
 
 def _model_config(kind: str, preset: str) -> dict:
@@ -61,11 +62,14 @@ def encoder_spec(kind: str, preset: str, *, max_length: int, input: str = "promp
 
 
 def tiny_encoders() -> dict:
-    """The quickstart's three encoders (random, frozen, byte tokenized)."""
+    """The quickstart's three encoders (random, frozen): the UL2-like and CLIP-like ones read
+    the prompt as words of the Shapes vocabulary (the stand-in for a subword tokenizer; captions
+    are at most 19 words with the FPS tag), the ByT5-like one reads the quoted text as bytes."""
     return {
-        "ul2": encoder_spec("t5", "tiny_t5_bytes", max_length=80),
-        "metaclip": encoder_spec("clip", "tiny_clip_bytes", max_length=80),
-        "byt5": encoder_spec("t5", "tiny_t5_bytes", max_length=16, input="visual_text"),
+        "ul2": encoder_spec("t5", "tiny_t5", max_length=24, tokenizer="shapes_words"),
+        "metaclip": encoder_spec("clip", "tiny_clip", max_length=24,
+                                 tokenizer="shapes_words"),
+        "byt5": encoder_spec("t5", "tiny_t5", max_length=8, input="visual_text"),
     }
 
 

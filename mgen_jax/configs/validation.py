@@ -164,7 +164,7 @@ def _validate_text(text) -> None:
         _require(spec.input in INPUTS, f"{key}.input", f"{spec.input!r} unknown; choose one of {INPUTS}")
         _require(spec.max_length >= 2, f"{key}.max_length", f"{spec.max_length} must be >= 2")
         _require(0.0 <= spec.dropout < 1.0, f"{key}.dropout", f"{spec.dropout} must be in [0, 1)")
-        expected = set(TINY_MODELS["tiny_t5_bytes" if spec.kind == "t5" else "tiny_clip_bytes"][1])
+        expected = set(TINY_MODELS["tiny_t5" if spec.kind == "t5" else "tiny_clip"][1])
         got = set(spec.model.keys())
         _require(got == expected, f"{key}.model", f"a {spec.kind} encoder needs keys "
                  f"{sorted(expected)}; missing {sorted(expected - got)}, unknown {sorted(got - expected)}")

@@ -43,7 +43,7 @@ def test_two_processes_write_a_complete_cache_of_bf16_embeddings(dataset, tmp_pa
     shards = [s["path"] for s in load_manifest(dataset)["shards"]]
     assert sorted(s["path"] for s in manifest["shards"]) == sorted(shards)
     assert manifest["num_records"] == 20 and manifest["dtype"] == "bfloat16"
-    assert manifest["encoders"] == {"byt5": [16, 64], "metaclip": [80, 64], "ul2": [80, 64]}
+    assert manifest["encoders"] == {"byt5": [8, 64], "metaclip": [24, 64], "ul2": [24, 64]}
 
     reader = TextCacheReader(cache)
     for shard in shards:
@@ -66,18 +66,18 @@ def test_two_processes_write_a_complete_cache_of_bf16_embeddings(dataset, tmp_pa
     stamp = (cache / "manifest.part-0-of-2.json").stat().st_mtime_ns
     assert precompute_text(dataset, cache, process_index=0, process_count=2, **kw) == part0
     assert (cache / "manifest.part-0-of-2.json").stat().st_mtime_ns == stamp
-    other = load_config(SMOKE, ["text.encoders.byt5.max_length=8"])
+    other = load_config(SMOKE, ["text.encoders.byt5.max_length=4"])
     precompute_text(dataset, cache, encode=PromptEncoder(other).encode, batch_size=4,
                     fingerprint=text_fingerprint(other))
-    assert load_text_cache(cache)["encoders"]["byt5"] == [8, 64]
+    assert load_text_cache(cache)["encoders"]["byt5"] == [4, 64]
     assert not (cache / "manifest.part-1-of-2.json").exists()
 
 
 def test_cli_precompute_text(dataset, tmp_path, capsys):
     main(["data", "precompute-text", f"--config={SMOKE}", f"--data={dataset}",
-          f"--out={tmp_path / 'c'}", "--config.text.encoders.ul2.max_length=24"])
+          f"--out={tmp_path / 'c'}", "--config.text.encoders.ul2.max_length=16"])
     summary = json.loads(capsys.readouterr().out)
-    assert summary["records"] == 20 and summary["encoders"]["ul2"] == [24, 64]
+    assert summary["records"] == 20 and summary["encoders"]["ul2"] == [16, 64]
     assert load_text_cache(tmp_path / "c")["num_records"] == 20
 
 
@@ -93,7 +93,7 @@ def test_dit_trains_on_cached_embeddings_and_samples(tmp_path):
     shard = load_manifest(workdir / "latents")["shards"][0]["path"]
     rec = decode_latent_record(grain.sources.ArrayRecordDataSource(
         [str(workdir / "latents" / shard)])[0])
-    assert rec["text.ul2"].shape == (80, 64) and rec["text.ul2"].dtype.name == "bfloat16"
+    assert rec["text.ul2"].shape == (24, 64) and rec["text.ul2"].dtype.name == "bfloat16"
     assert not any(k.startswith("ids.") for k in rec)  # no encoder runs in the DiT step
     metrics = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert any(m["phase"] == "dit" and np.isfinite(m["loss"]) for m in metrics)

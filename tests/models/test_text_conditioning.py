@@ -16,6 +16,12 @@ from mgen_jax.models.text.text_inputs import (encoder_inputs, split_fields, toke
 from mgen_jax.models.text.tokenizer import tokenize_bytes
 
 
+def tokenizer_words(ids, mask):
+    from data_pipelines.shapes_tokenizer import shapes_vocabulary
+    vocab = shapes_vocabulary()
+    return [vocab[i] for i, m in zip(ids, mask) if m]
+
+
 def _cfg(**text):
     cfg = default_experiment()
     cfg.text.update(text)
@@ -31,10 +37,14 @@ def test_prompt_encoders_see_the_tagged_prompt_byt5_only_the_quoted_text():
     assert inputs["byt5"] == ["OPEN", "", ""]
     assert inputs["ul2"][2] == ""  # the empty prompt is the CFG null: never tagged
     tokens = tokenize_prompts(cfg.text, ['a sign reading "OPEN" on a door'], fps=16)
-    np.testing.assert_array_equal(tokens["byt5"]["ids"], tokenize_bytes(["OPEN"], 16)["ids"])
+    np.testing.assert_array_equal(tokens["byt5"]["ids"], tokenize_bytes(["OPEN"], 8)["ids"])
     assert {k: v.shape for k, v in token_fields(tokens).items()} == {
-        "ids.byt5": (1, 16), "mask.byt5": (1, 16), "ids.metaclip": (1, 80),
-        "mask.metaclip": (1, 80), "ids.ul2": (1, 80), "mask.ul2": (1, 80)}
+        "ids.byt5": (1, 8), "mask.byt5": (1, 8), "ids.metaclip": (1, 24),
+        "mask.metaclip": (1, 24), "ids.ul2": (1, 24), "mask.ul2": (1, 24)}
+    # The quickstart's word tokenizer: one token per word, digit and punctuation mark, </s>.
+    words = tokenizer_words(tokens["ul2"]["ids"][0], tokens["ul2"]["mask"][0])
+    assert words == ["fps", "-", "1", "6", ".", "a", "<unk>", "<unk>", '"', "<unk>", '"', "on",
+                     "a", "<unk>", "</s>"]
     assert set(split_fields(token_fields(tokens), "ids")) == {"byt5", "metaclip", "ul2"}
 
 
@@ -102,11 +112,11 @@ def test_ablation_with_two_encoders_builds_and_bad_specs_name_the_key():
     with pytest.raises(ConfigError, match="text.encoders.ul2.kind"):
         validate(bad)
     bad = _cfg()
-    bad.text.encoders.metaclip.max_length = 81
+    bad.text.encoders.metaclip.max_length = 33  # the tiny tower has 32 positions
     with pytest.raises(ConfigError, match="text.encoders.metaclip.max_length"):
         validate(bad)
     bad = _cfg()
-    bad.text.encoders.byt5.model = encoder_spec("clip", "tiny_clip_bytes", max_length=8).model
+    bad.text.encoders.byt5.model = encoder_spec("clip", "tiny_clip", max_length=8).model
     with pytest.raises(ConfigError, match="text.encoders.byt5.model"):
         validate(bad)
     bad = _cfg()

@@ -124,7 +124,7 @@ def test_analytic_flops_against_a_hand_count():
         "dit.width=8", "dit.num_heads=2", "dit.mlp_dim=12", "dit.depth=3",
         "dit.patch_size=(1, 2, 2)", "dit.timestep_features=4", "tae.z_channels=4",
         "data.frames=16", "data.height=32", "data.width=32", "dit_train.batch_size=2"])
-    cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5_bytes", max_length=5)}
+    cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5", max_length=5)}
     cfg.text.encoders.ul2.model.d_model = 6
     f = dit_train_flops(cfg)
     # Tokens: 16 frames / 8 = 2 latent frames, 32 px / 8 = 4 -> 2 x 2 x 2 = 8; p = 4*1*2*2 = 16.

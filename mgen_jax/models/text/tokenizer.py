@@ -1,6 +1,7 @@
 """Tokenizers for the text encoders: transformers' own implementations, loaded from local files.
 
     tok = load_tokenizer("bytes")               # ByT5: UTF-8 bytes, no files needed
+    tok = load_tokenizer("shapes_words")        # the Shapes dataset's word-level vocabulary
     tok = load_tokenizer("path/to/ul2")         # T5 SentencePiece / tokenizer.json, CLIP BPE, ...
     batch = tokenize(tok, ["a cat"], 64)        # {"ids", "mask"}: int32 [N, 64]
 
@@ -15,6 +16,9 @@ import os
 import numpy as np
 
 BYTES = "bytes"
+# The synthetic Shapes data's own word-level tokenizer (data_pipelines/shapes_tokenizer.py): the
+# quickstart's stand-in for a subword vocabulary, built in code, no files.
+SHAPES_WORDS = "shapes_words"
 # Any one of these marks a directory as holding a transformers tokenizer (tokenizer.json of a
 # fast tokenizer, tokenizer_config.json written by save_pretrained, SentencePiece models, CLIP's
 # BPE vocab.json + merges.txt).
@@ -38,9 +42,12 @@ def load_tokenizer(spec: str):
     tokenizer files (loaded with AutoTokenizer, never from the hub)."""
     if spec == BYTES:
         return byt5_tokenizer()
+    if spec == SHAPES_WORDS:
+        from data_pipelines.shapes_tokenizer import shapes_word_tokenizer
+        return shapes_word_tokenizer()
     if not os.path.isdir(spec):
-        raise ValueError(f"tokenizer {spec!r}: expected {BYTES!r} or a directory with tokenizer "
-                         "files")
+        raise ValueError(f"tokenizer {spec!r}: expected {BYTES!r}, {SHAPES_WORDS!r} or a directory "
+                         "with tokenizer files")
     if not has_tokenizer_files(spec):
         raise FileNotFoundError(f"no tokenizer files in {spec} (expected one of "
                                 f"{', '.join(TOKENIZER_FILES)}); found {sorted(os.listdir(spec))}")
