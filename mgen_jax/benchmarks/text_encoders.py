@@ -25,8 +25,9 @@ import numpy as np
 
 from mgen_jax.benchmarks.matmul_peak import machine_info, matmul_peak, median_seconds
 from mgen_jax.models.pure_model import PureModel
-from mgen_jax.models.text.clip_text import CLIPTextTransformer, clip_text_config
-from mgen_jax.models.text.t5_encoder import T5Encoder, t5_config
+from mgen_jax.models.text.clip_text import clip_text_config
+from mgen_jax.models.text.encoder_set import encoder_model
+from mgen_jax.models.text.t5_encoder import t5_config
 
 # name, family, preset, blocks run (None = all), batch, length (tokens per prompt).
 # Lengths as Movie Gen uses them: UL2 and Long-prompt MetaCLIP see the whole prompt (256
@@ -41,12 +42,6 @@ QUICK = dict(encoders=(("ul2", "t5", "tiny", 1, 2, 16),
                        ("t5-base", "t5", "tiny", None, 2, 32),
                        ("metaclip-h14-long", "clip", "tiny", None, 2, 32)),
              repeats=2, peak_sizes=(256,))
-
-
-def _build(family: str, cfg) -> PureModel:
-    if family == "t5":
-        return PureModel.create(lambda rngs: T5Encoder(cfg, rngs=rngs))
-    return PureModel.create(lambda rngs: CLIPTextTransformer(cfg, rngs=rngs))
 
 
 def _configs(family: str, preset: str, layers: int | None):
@@ -73,7 +68,7 @@ def _deterministic_params(model: PureModel) -> dict:
 
 def _bench_one(name, family, preset, layers, batch, length, *, repeats, peak) -> dict:
     full, cfg = _configs(family, preset, layers)
-    model = _build(family, cfg)
+    model = encoder_model(family, cfg)
     vocab = cfg.vocab_size
     rng = np.random.default_rng(0)
     ids = jnp.asarray(rng.integers(3, vocab, (batch, length)).astype(np.int32))
@@ -100,7 +95,7 @@ def _bench_one(name, family, preset, layers, batch, length, *, repeats, peak) ->
         "layers": run_layers, "full_layers": full_layers,
         "width": int(cfg.d_model if family == "t5" else cfg.hidden_size),
         "num_params": model.num_params(),
-        "full_num_params": _build(family, full).num_params(),  # abstract: nothing allocated
+        "full_num_params": encoder_model(family, full).num_params(),  # abstract: nothing allocated
         "compile_seconds": compile_seconds,
         "seconds": t["median"], "seconds_min": t["min"], "seconds_max": t["max"],
         "seconds_all": t["all"], "cpu_seconds": t["cpu_median"],

@@ -28,9 +28,8 @@ from mgen_jax.checkpointing.state_dict_mapping import target_shardings
 from mgen_jax.checkpointing.transformers_folder import load_transformers_config
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.text.clip_convert import load_clip_text
-from mgen_jax.models.text.clip_text import CLIPTextTransformer
+from mgen_jax.models.text.encoder_set import encoder_model
 from mgen_jax.models.text.t5_convert import load_t5_encoder
-from mgen_jax.models.text.t5_encoder import T5Encoder
 from mgen_jax.parallel.mesh import build_mesh
 
 # `--encoder` names -> architecture family. UL2, ByT5 and T5 are one T5 encoder implementation;
@@ -84,11 +83,7 @@ def load_text_encoder_folder(encoder: str, path: str, *, weights: str | None = N
 
 def text_encoder_model(family: str, cfg) -> PureModel:
     """Our (abstract) encoder of a family for a config: T5Encoder or CLIPTextTransformer."""
-    if family == "t5":
-        return PureModel.create(lambda rngs: T5Encoder(cfg, rngs=rngs))
-    if family == "clip":
-        return PureModel.create(lambda rngs: CLIPTextTransformer(cfg, rngs=rngs))
-    raise ValueError(f"text encoder family {family!r} unknown; choose 't5' or 'clip'")
+    return encoder_model(family, cfg)
 
 
 def convert_text_encoder(encoder: str, checkpoint: str, out: str, *,

@@ -6,29 +6,38 @@
 Params are {"encoders": {name: <that encoder's params>}}; `text_encoder_params` fills each
 encoder from its checkpoint (a transformers folder or a `mgen convert` output) or, without one,
 with random weights from cfg.text.init_seed (the quickstart's frozen random features)."""
+import functools
 import os
 
 import jax
 from flax import nnx
 
 from mgen_jax.configs.text import encoder_names
+from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.text.clip_text import CLIPTextTransformer
 from mgen_jax.models.text.t5_encoder import T5Encoder
 
 
-def build_encoder(spec, *, rngs: nnx.Rngs) -> nnx.Module:
-    if spec.kind == "t5":
-        return T5Encoder(spec.model, rngs=rngs)
-    if spec.kind == "clip":
-        return CLIPTextTransformer(spec.model, rngs=rngs)
-    raise ValueError(f"text encoder kind {spec.kind!r} unknown (t5|clip)")
+def encoder_module(kind: str, model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:
+    """Our encoder of a kind ('t5' or 'clip') for an architecture config."""
+    if kind == "t5":
+        return T5Encoder(model_cfg, rngs=rngs)
+    if kind == "clip":
+        return CLIPTextTransformer(model_cfg, rngs=rngs)
+    raise ValueError(f"text encoder kind {kind!r} unknown; choose 't5' or 'clip'")
+
+
+def encoder_model(kind: str, model_cfg) -> PureModel:
+    """The same as an abstract PureModel (nothing allocated)."""
+    return PureModel.create(functools.partial(encoder_module, kind, model_cfg))
 
 
 class TextEncoders(nnx.Module):
     def __init__(self, text_cfg, *, rngs: nnx.Rngs):
         self.names = encoder_names(text_cfg)
         self.kinds = {name: text_cfg.encoders[name].kind for name in self.names}
-        self.encoders = nnx.Dict({name: build_encoder(text_cfg.encoders[name], rngs=rngs)
+        self.encoders = nnx.Dict({name: encoder_module(text_cfg.encoders[name].kind,
+                                                       text_cfg.encoders[name].model, rngs=rngs)
                                   for name in self.names})
 
     def __call__(self, ids: dict, mask: dict) -> dict:
