@@ -30,7 +30,9 @@ def get_config(arg=None):
     # Its 4 layers fully unrolled: on a CPU the scan's per-layer loop overhead outweighs these
     # tiny layers (measured: 8.8 vs 6.3 steps/s; same numbers, tests/models/test_dit.py).
     cfg.dit.scan_unroll = 4
-    cfg.dit_train.update(steps=2800, batch_size=32, lr=1e-3, warmup_steps=100, log_every=50,
+    # 2000 steps: the three-encoder conditioner with word-piece prompts learns direction in fewer
+    # steps than the byte-level single encoder did in 2800 (held-out direction 0.98 at 2800).
+    cfg.dit_train.update(steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, log_every=50,
                          checkpoint_every=500, weight_decay=0.0)
     cfg.eval.update(samples_per_prompt=4, sample_steps=50, cfg_scale=5.0)
     if arg == "smoke":  # wiring check: seconds, not accuracy
