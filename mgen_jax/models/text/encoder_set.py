@@ -18,7 +18,7 @@ from mgen_jax.models.text.clip_text import CLIPTextTransformer
 from mgen_jax.models.text.t5_encoder import T5Encoder
 
 
-def encoder_module(kind: str, model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:
+def encoder_module(kind: str, model_cfg, rngs: nnx.Rngs) -> nnx.Module:
     """Our encoder of a kind ('t5' or 'clip') for an architecture config."""
     if kind == "t5":
         return T5Encoder(model_cfg, rngs=rngs)
