@@ -28,7 +28,8 @@ def get_config(arg=None):
     # (measured on held-out prompts: direction 0.27 with 1x2x2 vs 0.65 with 1x1x1 patches).
     cfg.dit.patch_size = (1, 1, 1)
     # Its 4 layers fully unrolled: on a CPU the scan's per-layer loop overhead outweighs these
-    # tiny layers (measured: 8.8 vs 6.3 steps/s; same numbers, tests/models/test_dit.py).
+    # tiny layers (measured: 8.8 vs 6.3 steps/s; same numbers, tests/models/test_dit.py). It must
+    # divide dit.depth: override both together (e.g. dit.depth=6 dit.scan_unroll=6 or =1).
     cfg.dit.scan_unroll = 4
     # 2000 steps keep the whole run within 15 minutes on a 2-core CPU (measured 13.3 min; held-out
     # colour 1.000, shape 0.604, direction 0.979). 2800 steps gave shape 0.729, direction 0.979

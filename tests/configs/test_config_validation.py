@@ -73,8 +73,9 @@ def test_cli_fails_fast_naming_the_key(tmp_path):
 
 
 def test_dit_size_override_switches_the_whole_preset_then_other_overrides_apply():
-    cfg = load_config("experiments/quickstart.py", ["dit.depth=3", "dit.size=1b",
-                                                    "data.height=256", "data.width=256"])
+    cfg = load_config("experiments/quickstart.py", ["dit.depth=3", "dit.scan_unroll=1",
+                                                    "dit.size=1b", "data.height=256",
+                                                    "data.width=256"])
     assert (cfg.dit.size, cfg.dit.width, cfg.dit.num_heads, cfg.dit.depth) == ("1b", 1536, 16, 3)
     with pytest.raises(ConfigError, match="dit.size"):
         load_config("experiments/quickstart.py", ["dit.size=2b"])

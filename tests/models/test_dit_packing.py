@@ -65,6 +65,7 @@ def test_packed_forward_equals_each_clip_alone():
 def _setup(text_len=6):
     cfg = load_config("experiments/quickstart.py:smoke",
                       ["dit.width=32", "dit.num_heads=4", "dit.mlp_dim=64", "dit.depth=2",
+                       "dit.scan_unroll=1",
                        "dit.patch_size=(1, 2, 2)", "tae.z_channels=4"])
     cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5", max_length=text_len)}
     cfg.text.encoders.ul2.model.d_model = 8

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from mgen_jax.configs.loading import load_config
+from mgen_jax.configs.text import text_config, text_shapes
 from mgen_jax.models.builders import build_dit
 from mgen_jax.models.dit.position_growth import (grow_dit_checkpoint, grow_positions,
                                                  stretch_table)
 from mgen_jax.training.optimizer import make_optimizer
 
-BASE = ["dit.width=24", "dit.num_heads=2", "dit.mlp_dim=40", "dit.depth=2", "tae.z_channels=4",
-        "text.d_model=8"]
+BASE = ["dit.width=24", "dit.num_heads=2", "dit.mlp_dim=40", "dit.depth=2", "dit.scan_unroll=1",
+        "tae.z_channels=4"]
 
 
 def _model(max_positions):
@@ -42,7 +43,9 @@ def test_stage_growth_t2i_to_video_keeps_image_outputs():
     coords_old = jnp.stack(jnp.meshgrid(jnp.arange(1), jnp.arange(4), jnp.arange(4), indexing="ij"),
                            -1).reshape(1, -1, 3)
     tokens = jax.random.normal(jax.random.key(2), (1, 16, 4))  # 1x1x1 patches, 4 channels
-    text, mask = jnp.ones((1, 1, 5, 8)), jnp.ones((1, 1, 5), bool)
+    shapes = text_shapes(text_config())  # the smoke config's three encoders
+    text = {n: jnp.ones((1, 1, length, dim)) for n, (length, dim) in shapes.items()}
+    mask = {n: jnp.ones((1, 1, length), bool) for n, (length, _) in shapes.items()}
     seg, t = jnp.zeros((1, 16), jnp.int32), jnp.full((1, 1), 0.3)
     ref = old_model.forward_packed(tokens, coords_old, seg, t, text, mask)
     out = new_model.forward_packed(tokens, coords_old * jnp.array([1, 2, 2]), seg, t, text, mask)

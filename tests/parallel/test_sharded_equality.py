@@ -21,6 +21,7 @@ from mgen_jax.training.sharded_training import (batch_shardings, init_train_stat
 from mgen_jax.training.tae_step import make_tae_train_step
 
 TINY = ["dit.width=32", "dit.num_heads=4", "dit.mlp_dim=64", "dit.depth=2",
+        "dit.scan_unroll=1",
         "text.encoders.ul2.max_length=16", "text.encoders.metaclip.max_length=16", "data.frames=8", "data.height=16", "data.width=16",
         "tae.ch=8", "tae.ch_mult=(1, 2)", "tae.norm_groups=4", "tae.z_channels=8",
         "tae.pixel_patch=(2, 4)", "tae.temporal_downsamples=1"]

@@ -20,7 +20,8 @@ from mgen_jax.planning.collectives import collectives_summary
 # Matmul-dominated on purpose (width 256, 32 video tokens x batch 8), so the compiled/analytic
 # ratio measures the remat recompute rather than elementwise overheads.
 TINY = ["--config.dit.width=256", "--config.dit.num_heads=4", "--config.dit.mlp_dim=768",
-        "--config.dit.depth=4", "--config.dit.patch_size=(1, 2, 2)", "--config.data.frames=16",
+        "--config.dit.depth=4", "--config.dit.scan_unroll=1", "--config.dit.patch_size=(1, 2, 2)",
+        "--config.data.frames=16",
         "--config.data.height=64", "--config.data.width=64", "--config.text.encoders.ul2.max_length=8",
         "--config.text.encoders.metaclip.max_length=8",
         "--config.dit_train.batch_size=8", "--config.mesh.data=1", "--config.mesh.fsdp=2",
@@ -121,7 +122,7 @@ def test_plan_collectives_estimate_and_replication(plan_full):
 
 def test_analytic_flops_against_a_hand_count():
     cfg = load_config("experiments/quickstart.py", [
-        "dit.width=8", "dit.num_heads=2", "dit.mlp_dim=12", "dit.depth=3",
+        "dit.width=8", "dit.num_heads=2", "dit.mlp_dim=12", "dit.depth=3", "dit.scan_unroll=1",
         "dit.patch_size=(1, 2, 2)", "dit.timestep_features=4", "tae.z_channels=4",
         "data.frames=16", "data.height=32", "data.width=32", "dit_train.batch_size=2"])
     cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5", max_length=5)}
