@@ -13,6 +13,7 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow  # compiles and times a real step; like `mgen bench tae --quick`, run with -m slow
 def test_bench_dit_quick_writes_json(tmp_path, capsys):
     out = tmp_path / "bench" / "dit.json"
     cli.main(["bench", "dit", "--quick", f"--json={out}"])

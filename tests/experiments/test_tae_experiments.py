@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mgen_jax.configs.loading import load_config
 from mgen_jax.models.builders import build_tae
 
@@ -19,6 +21,7 @@ def test_paper_size_tae_builds_abstractly_and_counts_its_parameters():
     assert (cfg.tae.ch, tuple(cfg.tae.ch_mult), cfg.tae.z_channels) == (128, (1, 2, 4, 4), 16)
 
 
+@pytest.mark.slow  # ~90 s end to end; its GAN, OPL and SSIM parts have their own unit tests
 def test_tiny_tae_job_trains_with_gan_and_opl_and_reports_psnr_and_ssim(tmp_path):
     """Every optional loss but LPIPS on (LPIPS needs real VGG weights; its step is tested in
     tests/training/test_tae_losses.py), the discriminator starting mid-run."""
