@@ -2,7 +2,6 @@
 loud errors, 77 -> 256 position extension, and the MetaCLIP-H/14 parameter count."""
 import json
 import os
-import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +15,7 @@ from mgen_jax.models.pure_model import PureModel  # noqa: E402
 from mgen_jax.models.text.clip_convert import load_clip_text  # noqa: E402
 from mgen_jax.models.text.clip_text import (CLIPTextTransformer, clip_text_config,  # noqa: E402
                                             extend_positions)
-from tests.torch_reference import perturbed  # noqa: E402
+from tests.torch_reference import perturbed, write_variant  # noqa: E402
 
 TINY = dict(vocab_size=99, hidden_size=40, num_attention_heads=5, num_hidden_layers=2,
             intermediate_size=72, layer_norm_eps=1e-5, bos_token_id=0, pad_token_id=1)
@@ -108,46 +107,37 @@ def _tiny_checkpoint(tmp_path):
     return hf, load_transformers_state_dict(str(tmp_path / "orig"))
 
 
-def _write(tmp_path, name, state):
-    from safetensors.numpy import save_file
-    folder = tmp_path / name
-    folder.mkdir()
-    shutil.copy(tmp_path / "orig" / "config.json", folder / "config.json")
-    save_file(state, str(folder / "model.safetensors"))
-    return str(folder)
-
-
 def test_converter_names_extra_and_missing_keys(tmp_path):
     _, state = _tiny_checkpoint(tmp_path)
     prefix = "text_model." if any(k.startswith("text_model.") for k in state) else ""
     # The `text_model.` prefix is optional: both spellings load to the same params.
     bare = {k.removeprefix("text_model."): v for k, v in state.items()}
     prefixed = {"text_model." + k: v for k, v in bare.items()}
-    a = load_clip_text(_write(tmp_path, "bare", bare))[1]
-    b = load_clip_text(_write(tmp_path, "prefixed", prefixed))[1]
+    a = load_clip_text(write_variant(tmp_path, "bare", bare))[1]
+    b = load_clip_text(write_variant(tmp_path, "prefixed", prefixed))[1]
     np.testing.assert_array_equal(a["layers"][1]["mlp"]["fc2"]["kernel"],
                                   b["layers"][1]["mlp"]["fc2"]["kernel"])
 
     extra = dict(state, **{"text_model.encoder.layers.9.mlp.fc1.weight": np.zeros((2, 2),
                                                                                    np.float32)})
     with pytest.raises(ValueError, match=r"no place.*encoder\.layers\.9\.mlp\.fc1\.weight"):
-        load_clip_text(_write(tmp_path, "extra", extra))
+        load_clip_text(write_variant(tmp_path, "extra", extra))
 
     # Vision keys are only skipped for a full CLIPModel (its config has text_config).
     vision = dict(state, **{"vision_model.post_layernorm.weight": np.ones(3, np.float32)})
     with pytest.raises(ValueError, match=r"vision_model\.post_layernorm\.weight"):
-        load_clip_text(_write(tmp_path, "vision", vision))
+        load_clip_text(write_variant(tmp_path, "vision", vision))
 
     gone = f"{prefix}encoder.layers.1.layer_norm2.bias"
     missing = {k: v for k, v in state.items() if k != gone}
     with pytest.raises(ValueError, match=r"does not fill: text_model\.encoder\.layers\.1\."
                                          r"layer_norm2\.bias"):
-        load_clip_text(_write(tmp_path, "missing", missing))
+        load_clip_text(write_variant(tmp_path, "missing", missing))
 
     key = f"{prefix}encoder.layers.0.self_attn.k_proj.weight"
     shaped = dict(state, **{key: np.zeros((40, 41), np.float32)})
     with pytest.raises(ValueError, match=r"shape mismatches: .*k_proj\.weight"):
-        load_clip_text(_write(tmp_path, "shape", shaped))
+        load_clip_text(write_variant(tmp_path, "shape", shaped))
 
 
 def test_extend_positions_keeps_short_prompts_exact(tmp_path):

@@ -1,6 +1,5 @@
 """T5 encoder converter: exact agreement with transformers' T5EncoderModel (T5 v1.1 gated-GELU,
 ByT5-style, original-T5 ReLU), encoder-decoder checkpoints, and the converter's loud errors."""
-import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +13,7 @@ from mgen_jax.models.pure_model import PureModel  # noqa: E402
 from mgen_jax.models.text.t5_convert import (load_t5_encoder,  # noqa: E402
                                              t5_config_from_transformers)
 from mgen_jax.models.text.t5_encoder import T5Encoder  # noqa: E402
-from tests.torch_reference import perturbed  # noqa: E402
+from tests.torch_reference import perturbed, write_variant  # noqa: E402
 
 TINY = dict(d_model=40, d_kv=12, num_heads=5, d_ff=72, num_layers=2, vocab_size=101,
             feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
@@ -88,48 +87,39 @@ def _tiny_checkpoint(tmp_path):
     return hf, load_transformers_state_dict(str(tmp_path / "orig"))
 
 
-def _write(tmp_path, name, state):
-    from safetensors.numpy import save_file
-    folder = tmp_path / name
-    folder.mkdir()
-    shutil.copy(tmp_path / "orig" / "config.json", folder / "config.json")
-    save_file(state, str(folder / "model.safetensors"))
-    return str(folder)
-
-
 def test_converter_names_extra_and_missing_keys(tmp_path):
     _, state = _tiny_checkpoint(tmp_path)
     # The tied embedding may be stored as encoder.embed_tokens.weight instead of shared.weight.
     aliased = {("encoder.embed_tokens.weight" if k == "shared.weight" else k): v
                for k, v in state.items()}
-    a = load_t5_encoder(_write(tmp_path, "aliased", aliased))[1]
+    a = load_t5_encoder(write_variant(tmp_path, "aliased", aliased))[1]
     np.testing.assert_array_equal(a["shared"], state["shared.weight"])
     both = dict(state, **{"encoder.embed_tokens.weight": state["shared.weight"] + 1})
     with pytest.raises(ValueError, match=r"encoder\.embed_tokens\.weight differs"):
-        load_t5_encoder(_write(tmp_path, "both", both))
+        load_t5_encoder(write_variant(tmp_path, "both", both))
 
     # A second relative table: transformers keeps it only in block 0.
     extra = dict(state, **{"encoder.block.1.layer.0.SelfAttention.relative_attention_bias."
                            "weight": np.zeros((32, 5), np.float32)})
     with pytest.raises(ValueError, match=r"no place.*encoder\.block\.1\.layer\.0\."
                                          r"SelfAttention\.relative_attention_bias\.weight"):
-        load_t5_encoder(_write(tmp_path, "extra", extra))
+        load_t5_encoder(write_variant(tmp_path, "extra", extra))
 
     # Decoder keys are only skipped when config.json says encoder-decoder (not T5EncoderModel).
     decoder = dict(state, **{"decoder.final_layer_norm.weight": np.ones(40, np.float32)})
     with pytest.raises(ValueError, match=r"no place.*decoder\.final_layer_norm\.weight"):
-        load_t5_encoder(_write(tmp_path, "decoder", decoder))
+        load_t5_encoder(write_variant(tmp_path, "decoder", decoder))
 
     gone = "encoder.block.1.layer.1.DenseReluDense.wi_1.weight"
     missing = {k: v for k, v in state.items() if k != gone}
     with pytest.raises(ValueError, match=r"does not fill: encoder\.block\.1\.layer\.1\."
                                          r"DenseReluDense\.wi_1\.weight"):
-        load_t5_encoder(_write(tmp_path, "missing", missing))
+        load_t5_encoder(write_variant(tmp_path, "missing", missing))
 
     key = "encoder.block.0.layer.0.SelfAttention.k.weight"
     shaped = dict(state, **{key: np.zeros((60, 41), np.float32)})
     with pytest.raises(ValueError, match=r"shape mismatches: .*SelfAttention\.k\.weight"):
-        load_t5_encoder(_write(tmp_path, "shape", shaped))
+        load_t5_encoder(write_variant(tmp_path, "shape", shaped))
 
 
 def test_config_from_transformers():
