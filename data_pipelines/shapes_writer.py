@@ -150,3 +150,11 @@ def write_shapes_dataset(out_dir: str | os.PathLike, *, num_clips: int, num_shar
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)
     return manifest
+
+
+def write_shapes_source(data_cfg, out_dir: str) -> dict:
+    """The "shapes" data source (configs/registries.py:DATA_SOURCES): the Shapes train split of
+    data_cfg's size into out_dir, or the one already there."""
+    d = data_cfg
+    return write_shapes_dataset(out_dir, num_clips=d.num_clips, num_shards=d.num_shards,
+                                frames=d.frames, height=d.height, width=d.width, seed=d.seed)

@@ -36,10 +36,11 @@ clip 1.0) [inferred, not the paper's].
 """
 from mgen_jax.configs.dit import dit_config
 from mgen_jax.configs.mesh import mesh_config
-from mgen_jax.configs.optim import optim_config
+from mgen_jax.configs.optimizer import optimizer_config
 from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import tae_config
 from mgen_jax.configs.text import moviegen_encoders
+from mgen_jax.configs.training import train_config
 
 STAGES = {
     # frames, pixels, position tables (t, h, w), global batch, lr, iterations, mesh, topology
@@ -73,10 +74,10 @@ def get_config(arg=None):
     cfg.text.encoders = moviegen_encoders()  # UL2 300 + MetaCLIP 256 + ByT5 100 tokens
     cfg.text.update(fps_tag=True, precompute=True)
 
-    cfg.dit_train = optim_config(lr=stage["lr"], steps=stage["steps"],
-                                 batch_size=stage["batch"], warmup_steps=1000)
-    cfg.dit_train.update(b1=0.9, b2=0.999, weight_decay=0.1, grad_clip=1.0,
-                         log_every=100, checkpoint_every=1000)
+    cfg.dit_train = train_config(steps=stage["steps"], batch_size=stage["batch"])
+    cfg.dit_train.update(log_every=100, checkpoint_every=1000)
+    cfg.dit_optimizer = optimizer_config(lr=stage["lr"], warmup_steps=1000)
+    cfg.dit_optimizer.update(b1=0.9, b2=0.999, weight_decay=0.1, grad_clip=1.0)
 
     cfg.mesh = mesh_config(**stage["mesh"], rules="default")
     return cfg

@@ -34,13 +34,14 @@ def get_config(arg=None):
     # 2000 steps keep the whole run within 15 minutes on a 2-core CPU (measured 13.3 min; held-out
     # colour 1.000, shape 0.604, direction 0.979). 2800 steps gave shape 0.729, direction 0.979
     # but 16-17 minutes on the same machine.
-    cfg.dit_train.update(steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, log_every=50,
-                         checkpoint_every=500, weight_decay=0.0)
-    cfg.eval.update(samples_per_prompt=4, sample_steps=50, cfg_scale=5.0)
+    cfg.dit_train.update(steps=2000, batch_size=32, log_every=50, checkpoint_every=500)
+    cfg.dit_optimizer.update(lr=1e-3, warmup_steps=100, weight_decay=0.0)
+    cfg.eval.update(samples_per_prompt=4, sample_steps=50, guidance_scale=5.0)
     if arg == "smoke":  # wiring check: seconds, not accuracy
         cfg.data.num_clips = 64
-        cfg.tae_train.update(steps=4, batch_size=4, log_every=2, checkpoint_every=2, warmup_steps=1)
-        cfg.dit_train.update(steps=4, batch_size=8, log_every=2, checkpoint_every=2, warmup_steps=1)
+        cfg.tae_train.update(steps=4, batch_size=4, log_every=2, checkpoint_every=2)
+        cfg.dit_train.update(steps=4, batch_size=8, log_every=2, checkpoint_every=2)
+        cfg.tae_optimizer.warmup_steps = cfg.dit_optimizer.warmup_steps = 1
         cfg.eval.update(samples_per_prompt=1, sample_steps=4)
     elif arg is not None:
         raise ValueError(f"quickstart arg {arg!r} unknown (use nothing or 'smoke')")

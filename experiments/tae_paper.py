@@ -4,7 +4,7 @@ inflated to video with three temporal stride-2 levels (8x8x8), as in Movie Gen.
     mgen train --config=experiments/tae_paper.py --workdir=runs/tae_paper \\
         [--config.tae.opl_weight=1e5]            # outlier penalty, the paper's fine-tuning stage
 
-Spatial weights start from an image autoencoder via models/tae/diffusers_convert.py. On a CPU
+Spatial weights start from an image autoencoder via checkpointing/tae_diffusers_convert.py. On a CPU
 this config is for building and planning (see tests/experiments/test_tae_experiments.py); train
 it on accelerators. Data defaults to synthetic Shapes at 128 px / 32 frames.
 """
@@ -17,8 +17,8 @@ def get_config(arg=None):
     cfg.job = "tae"
     cfg.tae = tae_config("paper")
     cfg.data.update(frames=32, height=128, width=128, num_clips=4000)
-    cfg.tae_train.update(steps=50_000, batch_size=8, lr=1e-4, warmup_steps=1000,
-                         checkpoint_every=1000)
+    cfg.tae_train.update(steps=50_000, batch_size=8, checkpoint_every=1000)
+    cfg.tae_optimizer.update(lr=1e-4, warmup_steps=1000)
     if arg is not None:
         raise ValueError(f"tae_paper takes no arg (got {arg!r})")
     return cfg

@@ -22,7 +22,8 @@ def get_config(arg=None):
     cfg.tae_train.steps = 3000
     if arg == "smoke":
         cfg.data.num_clips = 64
-        cfg.tae_train.update(steps=4, batch_size=4, log_every=2, checkpoint_every=2, warmup_steps=1)
+        cfg.tae_train.update(steps=4, batch_size=4, log_every=2, checkpoint_every=2)
+        cfg.tae_optimizer.warmup_steps = 1
         cfg.eval.update(tae_clips=8, tae_long_frames=40)
     elif arg is not None:
         raise ValueError(f"tae_tiny arg {arg!r} unknown (use nothing or 'smoke')")

@@ -1,8 +1,18 @@
-"""`mgen`: the command-line entry point (train, sample, eval, plan, bench, convert, text-embed, data)."""
+"""`mgen`: the command-line entry point (train, sample, eval, plan, bench, convert, text-embed,
+data, config). Commands are thin: each parses its flags, calls one function of the package and
+prints or writes its result. User errors (bad configs, missing folders, wrong checkpoints) end
+in one line naming what is wrong; MGEN_DEBUG=1 shows the traceback instead."""
 import argparse
 import json
 import os
 import sys
+
+from mgen_jax.configs.registries import BENCHMARKS, JOBS, TEXT_ENCODERS
+
+# What a user can cause: a bad config or override, a path that does not exist or is not what it
+# should be, a checkpoint that does not fit. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError)
 
 
 def _split_overrides(argv):
@@ -23,27 +33,44 @@ def _split_overrides(argv):
     return overrides, rest
 
 
-def _cmd_train(args, overrides):
+def _load_config(args, overrides):
     from mgen_jax.configs.loading import load_config
-    from mgen_jax.configs.validation import ConfigError
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        sys.exit(f"mgen train: bad config: {err}")
-    if cfg.job == "tae":
-        from mgen_jax.training.tae_job import run_tae as run
-    else:
-        from mgen_jax.training.text_to_video_job import run_text_to_video as run
-    run(cfg, args.workdir, show_progress=not args.no_progress, evaluate=not args.skip_eval)
+    return load_config(args.config, overrides)
+
+
+def _write_json(path: str, value: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2)
+    print(f"wrote {path}")
+
+
+def _evaluate(workdir: str, out: str | None = None) -> dict:
+    """The evaluation of the workdir's job (configs/registries.py:JOBS)."""
+    from mgen_jax.workdir import load_workdir_config
+    return JOBS.load(load_workdir_config(workdir).job, "evaluate")(workdir, out)
+
+
+def _cmd_train(args, overrides):
+    cfg = _load_config(args, overrides)
+    JOBS.load(cfg.job)(cfg, args.workdir, show_progress=not args.no_progress)
+    if not args.skip_eval:
+        _evaluate(args.workdir)
 
 
 def _cmd_sample(args, _):
     import numpy as np
     from mgen_jax.inference.loading import load_text_to_video
     from mgen_jax.inference.video_io import write_mp4
+    guidance = args.guidance
+    if args.cfg is not None:
+        print("mgen sample: --cfg is deprecated (it will be removed in the next release); "
+              "use --guidance", file=sys.stderr)
+        guidance = args.cfg if guidance is None else guidance
     pipeline = load_text_to_video(args.workdir)
-    videos = pipeline.generate(args.prompt, seed=args.seed, steps=args.steps, cfg_scale=args.cfg,
-                               frames=args.frames, height=args.height, width=args.width)
+    videos = pipeline.generate(args.prompt, seed=args.seed, steps=args.steps,
+                               guidance_scale=guidance, frames=args.frames, height=args.height,
+                               width=args.width)
     os.makedirs(args.out, exist_ok=True)
     mapping = {}
     for i, (prompt, video) in enumerate(zip(args.prompt, videos)):
@@ -57,52 +84,33 @@ def _cmd_sample(args, _):
 
 
 def _cmd_eval(args, _):
-    from mgen_jax.training.text_to_video_job import load_workdir_config
-    if load_workdir_config(args.workdir).job == "tae":
-        from mgen_jax.training.tae_job import evaluate_tae_workdir as evaluate
-    else:
-        from mgen_jax.evaluation.heldout import evaluate_workdir as evaluate
-    evaluate(args.workdir, args.out)
+    _evaluate(args.workdir, args.out)
 
 
 def _cmd_text_embed(args, _):
     from mgen_jax.inference.text_embed import write_text_embedding
-    try:
-        print(write_text_embedding(args.encoder, args.checkpoint, args.prompt, args.out,
-                                   max_length=args.max_length))
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"mgen text-embed: {err}")
+    print(write_text_embedding(args.encoder, args.checkpoint, args.prompt, args.out,
+                               max_length=args.max_length))
 
 
 def _cmd_plan(args, overrides):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for TPU without opening one
-    from mgen_jax.configs.loading import load_config
-    from mgen_jax.configs.validation import ConfigError
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        sys.exit(f"mgen plan: bad config: {err}")
+    cfg = _load_config(args, overrides)
     from mgen_jax.planning.plan import format_plan, plan_train_step
     plan = plan_train_step(cfg, args.topology, correct_scan=not args.no_flops_variant,
                            hlo_path=args.hlo)
     plan = {"config_spec": args.config, "overrides": list(overrides), **plan}
     print(format_plan(plan))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(plan, f, indent=2)
-        print(f"wrote {args.json}")
+        _write_json(args.json, plan)
 
 
 def _cmd_data_precompute_text(args, overrides):
-    from mgen_jax.configs.loading import load_config
-    from mgen_jax.configs.validation import ConfigError
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        sys.exit(f"mgen data precompute-text: bad config: {err}")
+    cfg = _load_config(args, overrides)
     from mgen_jax.parallel.mesh import build_mesh
-    from mgen_jax.training.text_to_video_job import precompute_text_cache
+    from mgen_jax.training.precompute_phase import precompute_text_cache
+    if not os.path.isdir(args.data):
+        raise FileNotFoundError(f"--data={args.data}: no such dataset directory")
     part = precompute_text_cache(cfg, args.data, args.out, build_mesh(cfg.mesh))
     print(json.dumps({"out": args.out, "shards": len(part["shards"]),
                       "records": sum(s["num_records"] for s in part["shards"]),
@@ -115,56 +123,75 @@ def _cmd_bench(args, _):
     result = run_benchmark(args.name, quick=args.quick)
     print(format_table(result.get("summary", result)))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
+        _write_json(args.json, result)
     else:
         print(json.dumps(result, indent=2))
 
 
 def _cmd_convert(args, _):
     from mgen_jax.checkpointing.text_encoder_checkpoint import convert_text_encoder
-    try:
-        meta = convert_text_encoder(args.encoder, args.checkpoint, args.out, weights=args.weights)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        sys.exit(f"mgen convert: {err}")
+    meta = convert_text_encoder(args.encoder, args.checkpoint, args.out, weights=args.weights)
     print(json.dumps({"out": os.path.abspath(args.out), **meta}, indent=2))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mgen", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _cmd_config_show(args, overrides):
+    from mgen_jax.configs.flat import flatten_config
+    cfg = _load_config(args, overrides)
+    if args.json:
+        print(cfg.to_json_best_effort(indent=2, sort_keys=True))
+        return
+    for key, value in flatten_config(cfg):
+        print(f"{key} = {value!r}")
 
-    train = sub.add_parser("train", help="run an experiment (resumes from --workdir)")
-    train.add_argument("--config", required=True, help="experiments/NAME.py[:arg]")
-    train.add_argument("--workdir", required=True)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgen", description=__doc__.split("\n\n")[0],
+        epilog="Config overrides: --config.KEY=VALUE after --config=FILE (train, plan, data, "
+               "config), e.g. --config.dit_optimizer.lr=3e-4; `mgen config show` lists every key.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "experiment file, optionally with its argument: experiments/NAME.py[:ARG]"
+
+    train = sub.add_parser("train", help="run an experiment (resumes from --workdir), then "
+                                         "evaluate it")
+    train.add_argument("--config", required=True, help=config_help)
+    train.add_argument("--workdir", required=True, help="where the run keeps its config, data, "
+                       "checkpoints, metrics and eval; re-running resumes from it")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--skip-eval", action="store_true", help="do not evaluate at the end")
+    train.add_argument("--skip-eval", action="store_true",
+                       help="do not evaluate at the end (run `mgen eval` later)")
     train.set_defaults(func=_cmd_train)
 
-    sample = sub.add_parser("sample", help="generate videos from prompts")
-    sample.add_argument("--workdir", required=True)
-    sample.add_argument("--prompt", action="append", required=True)
-    sample.add_argument("--out", required=True)
-    sample.add_argument("--steps", type=int, default=None)
-    sample.add_argument("--cfg", type=float, default=None)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--frames", type=int, default=None)
-    sample.add_argument("--height", type=int, default=None)
-    sample.add_argument("--width", type=int, default=None)
+    sample = sub.add_parser("sample", help="generate videos from prompts with a trained workdir")
+    sample.add_argument("--workdir", required=True, help="a text-to-video training workdir")
+    sample.add_argument("--prompt", action="append", required=True,
+                        help="text prompt (repeat the flag for several videos)")
+    sample.add_argument("--out", required=True, help="folder for the mp4s and samples.json")
+    sample.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the config's flow.sample_steps)")
+    sample.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: flow.guidance_scale)")
+    sample.add_argument("--cfg", type=float, default=None,
+                        help="deprecated alias of --guidance (removed in the next release)")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed")
+    sample.add_argument("--frames", type=int, default=None,
+                        help="frames per video (default: the training data's)")
+    sample.add_argument("--height", type=int, default=None, help="pixels (default: training's)")
+    sample.add_argument("--width", type=int, default=None, help="pixels (default: training's)")
     sample.add_argument("--scale", type=int, default=4, help="integer upscale of the mp4")
     sample.set_defaults(func=_cmd_sample)
 
-    ev = sub.add_parser("eval", help="write the experiment's evaluation JSON")
-    ev.add_argument("--workdir", required=True)
-    ev.add_argument("--out", default=None)
+    ev = sub.add_parser("eval", help="write the experiment's evaluation JSON (jobs: "
+                                     + JOBS.describe() + ")")
+    ev.add_argument("--workdir", required=True, help="a training workdir")
+    ev.add_argument("--out", default=None, help="JSON file to write (default: WORKDIR/eval.json)")
     ev.set_defaults(func=_cmd_eval)
 
     embed = sub.add_parser("text-embed", help="write one prompt's final hidden states "
                                               "[tokens, dim] float32 from a transformers "
                                               "text-encoder folder")
-    embed.add_argument("--encoder", required=True, choices=["ul2", "byt5", "metaclip", "t5"])
+    embed.add_argument("--encoder", required=True, choices=TEXT_ENCODERS.names(),
+                       help=TEXT_ENCODERS.describe())
     embed.add_argument("--checkpoint", required=True, help="transformers folder (config.json "
                        "+ weights + tokenizer files; byt5 may omit the tokenizer)")
     embed.add_argument("--prompt", required=True, help="the text to encode, as given")
@@ -175,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="compile the train step ahead of time for a TPU topology "
                                        "and report memory, FLOPs and collectives")
-    plan.add_argument("--config", required=True, help="experiments/NAME.py[:arg]")
+    plan.add_argument("--config", required=True, help=config_help)
     plan.add_argument("--topology", required=True, help="TPU topology, e.g. v5p:8x8x4")
     plan.add_argument("--json", default=None, help="write the plan as JSON here")
     plan.add_argument("--no-flops-variant", action="store_true",
@@ -184,42 +211,61 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=_cmd_plan)
 
     data = sub.add_parser("data", help="derived-data jobs over a dataset")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     pre_text = data_sub.add_parser(
         "precompute-text", help="encode a dataset's captions once with the experiment's frozen "
                                 "text encoders into ArrayRecord shards (bf16), this process's share")
-    pre_text.add_argument("--config", required=True, help="experiments/NAME.py[:arg] (its "
-                          "text.encoders and data.fps decide the embeddings)")
+    pre_text.add_argument("--config", required=True, help=config_help + " (its text.encoders "
+                          "and data.fps decide the embeddings)")
     pre_text.add_argument("--data", required=True, help="dataset directory (manifest.json + shards)")
     pre_text.add_argument("--out", required=True, help="cache directory to write")
     pre_text.set_defaults(func=_cmd_data_precompute_text)
 
-    from mgen_jax.benchmarks.registry import BENCHMARKS
     bench = sub.add_parser("bench", help="run one benchmark; print a table and write JSON")
-    bench.add_argument("name", choices=sorted(BENCHMARKS))
+    bench.add_argument("name", choices=BENCHMARKS.names(), metavar="NAME",
+                       help=BENCHMARKS.describe())
     bench.add_argument("--json", default=None, help="write the result as JSON here")
     bench.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
     bench.set_defaults(func=_cmd_bench)
 
     convert = sub.add_parser("convert", help="convert a transformers text-encoder folder to an "
                                              "Orbax checkpoint (+ encoder.json)")
-    convert.add_argument("--encoder", required=True, choices=["ul2", "byt5", "metaclip", "t5"])
+    convert.add_argument("--encoder", required=True, choices=TEXT_ENCODERS.names(),
+                         help=TEXT_ENCODERS.describe())
     convert.add_argument("--checkpoint", required=True,
                          help="transformers folder (config.json + safetensors / .bin)")
     convert.add_argument("--out", required=True, help="new directory for the converted encoder")
     convert.add_argument("--weights", default=None,
                          help="weights file to use instead of the folder's own")
     convert.set_defaults(func=_cmd_convert)
+
+    config = sub.add_parser("config", help="inspect experiment configs")
+    config_sub = config.add_subparsers(dest="config_command", required=True,
+                                       metavar="CONFIG_COMMAND")
+    show = config_sub.add_parser("show", help="print the resolved config (overrides applied, "
+                                              "validated), every key")
+    show.add_argument("--config", required=True, help=config_help)
+    show.add_argument("--json", action="store_true", help="print JSON instead of key = value lines")
+    show.set_defaults(func=_cmd_config_show)
     return parser
+
+
+OVERRIDABLE = ("train", "plan", "data", "config")
 
 
 def main(argv=None) -> None:
     overrides, rest = _split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(rest)
-    if overrides and args.command not in ("train", "plan", "data"):
-        sys.exit(f"mgen {args.command}: --config.* overrides only apply to `mgen train`, "
-                 "`mgen plan` and `mgen data`")
-    args.func(args, overrides)
+    if overrides and args.command not in OVERRIDABLE:
+        sys.exit(f"mgen {args.command}: --config.* overrides only apply to "
+                 + ", ".join(f"`mgen {c}`" for c in OVERRIDABLE))
+    try:
+        args.func(args, overrides)
+    except USER_ERRORS as err:
+        if os.environ.get("MGEN_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        sys.exit(f"mgen {args.command}: {message}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def dit_step_timing(cfg, *, steps: int, warmup: int) -> dict:
     mesh = build_mesh(cfg.mesh, devices=jax.devices()[:1])
     rules = rules_from_preset(cfg.mesh.rules)
     dit = build_dit(cfg)
-    optimizer = make_optimizer(cfg.dit_train)
+    optimizer = make_optimizer(cfg.dit_optimizer, cfg.dit_train.steps)
     b = cfg.dit_train.batch_size
     host_batch = _example_batch(cfg, b)
     null_text, null_mask = placeholder_nulls(cfg.text)

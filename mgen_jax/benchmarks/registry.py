@@ -1,27 +1,14 @@
-"""The benchmarks `mgen bench NAME` knows: name -> "module:function" returning a JSON-able dict.
+"""Running the benchmarks `mgen bench NAME` knows (configs/registries.py:BENCHMARKS: name ->
+"module:function" returning a JSON-able dict), and printing their results.
 
 Each function takes `quick: bool` (tiny sizes, for tests) and returns a dict. Adding a benchmark
-is one line here; modules are imported only when their benchmark runs (the CLI stays light).
+is one registry entry; modules are imported only when their benchmark runs (the CLI stays light).
 """
-import importlib
-from typing import Callable
-
-BENCHMARKS = {
-    "dit": "mgen_jax.benchmarks.dit_step:dit_bench",
-    "tae": "mgen_jax.benchmarks.tae_throughput:tae_bench",
-    "text": "mgen_jax.benchmarks.text_encoders:text_bench",
-}
-
-
-def get_benchmark(name: str) -> Callable[..., dict]:
-    if name not in BENCHMARKS:
-        raise KeyError(f"benchmark {name!r} unknown; choose one of {sorted(BENCHMARKS)}")
-    module, _, function = BENCHMARKS[name].partition(":")
-    return getattr(importlib.import_module(module), function)
+from mgen_jax.configs.registries import BENCHMARKS
 
 
 def run_benchmark(name: str, *, quick: bool = False) -> dict:
-    return get_benchmark(name)(quick=quick)
+    return BENCHMARKS.load(name)(quick=quick)
 
 
 def _flatten(value, prefix: str = ""):

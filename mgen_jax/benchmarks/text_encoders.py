@@ -25,9 +25,8 @@ import numpy as np
 
 from mgen_jax.benchmarks.matmul_peak import machine_info, matmul_peak, median_seconds
 from mgen_jax.models.pure_model import PureModel
-from mgen_jax.models.text.clip_text import clip_text_config
 from mgen_jax.models.text.encoder_set import encoder_model
-from mgen_jax.models.text.t5_encoder import t5_config
+from mgen_jax.configs.registries import TEXT_ENCODER_KINDS
 
 # name, family, preset, blocks run (None = all), batch, length (tokens per prompt).
 # Lengths as Movie Gen uses them: UL2 and Long-prompt MetaCLIP see the whole prompt (256
@@ -46,7 +45,7 @@ QUICK = dict(encoders=(("ul2", "t5", "tiny", 1, 2, 16),
 
 def _configs(family: str, preset: str, layers: int | None):
     """(full-depth preset config, benchmarked config: `layers` blocks of it, or all)."""
-    full = t5_config(preset) if family == "t5" else clip_text_config(preset)
+    full = TEXT_ENCODER_KINDS.load(family, "preset_config")(preset)
     cfg = full.copy_and_resolve_references()
     if layers is not None:
         cfg.num_layers = layers
@@ -76,7 +75,8 @@ def _bench_one(name, family, preset, layers, batch, length, *, repeats, peak) ->
 
     def forward(params, ids, mask):
         out = model.bind(params)(ids, mask)
-        return out[0] if family == "clip" else out  # the hidden states, [B, L, D]
+        pooled = TEXT_ENCODER_KINDS.entry(family).meta["pooled_output"]
+        return out[0] if pooled else out  # the hidden states, [B, L, D]
 
     params = _deterministic_params(model)
     start = time.perf_counter()
@@ -93,7 +93,7 @@ def _bench_one(name, family, preset, layers, batch, length, *, repeats, peak) ->
         "name": name, "family": family, "preset": preset, "dtype": "float32",
         "batch": batch, "length": length, "tokens": tokens,
         "layers": run_layers, "full_layers": full_layers,
-        "width": int(cfg.d_model if family == "t5" else cfg.hidden_size),
+        "width": int(cfg[TEXT_ENCODER_KINDS.entry(family).meta["width_key"]]),
         "num_params": model.num_params(),
         "full_num_params": encoder_model(family, full).num_params(),  # abstract: nothing allocated
         "compile_seconds": compile_seconds,

@@ -26,26 +26,25 @@ import orbax.checkpoint as ocp
 
 from mgen_jax.checkpointing.state_dict_mapping import target_shardings
 from mgen_jax.checkpointing.transformers_folder import load_transformers_config
+from mgen_jax.configs.registries import TEXT_ENCODER_KINDS, TEXT_ENCODERS
+from mgen_jax.configs.text import encoder_names
+from mgen_jax.models.builders import build_text_encoders
 from mgen_jax.models.pure_model import PureModel
-from mgen_jax.models.text.clip_convert import load_clip_text
 from mgen_jax.models.text.encoder_set import encoder_model
-from mgen_jax.models.text.t5_convert import load_t5_encoder
+from mgen_jax.models.text.prompt_encoder import PromptEncoder
 from mgen_jax.parallel.mesh import build_mesh
 
-# `--encoder` names -> architecture family. UL2, ByT5 and T5 are one T5 encoder implementation;
-# MetaCLIP is the CLIP text tower.
-ENCODER_FAMILIES = {"ul2": "t5", "byt5": "t5", "t5": "t5", "metaclip": "clip"}
-# config.json model_type -> family.
-_MODEL_TYPE_FAMILIES = {"t5": "t5", "mt5": "t5", "umt5": "t5", "clip": "clip",
-                        "clip_text_model": "clip"}
+# `--encoder` names -> architecture family (kind): configs/registries.py:TEXT_ENCODERS. UL2,
+# ByT5 and T5 are one T5 encoder implementation; MetaCLIP is the CLIP text tower.
+ENCODER_FAMILIES = {name: TEXT_ENCODERS.load(name) for name in TEXT_ENCODERS}
+# config.json model_type -> family, from each kind's registry entry.
+_MODEL_TYPE_FAMILIES = {model_type: kind for kind in TEXT_ENCODER_KINDS
+                        for model_type in TEXT_ENCODER_KINDS.entry(kind).meta["model_types"]}
 CONFIG_FILE, PARAMS_DIR = "encoder.json", "params"
 
 
 def _family(encoder: str) -> str:
-    if encoder not in ENCODER_FAMILIES:
-        raise ValueError(f"text encoder {encoder!r} unknown; choose one of "
-                         f"{sorted(ENCODER_FAMILIES)}")
-    return ENCODER_FAMILIES[encoder]
+    return TEXT_ENCODERS.load(encoder)  # unknown names fail, listing the known ones
 
 
 def check_encoder_folder(encoder: str, config: dict, path: str) -> None:
@@ -77,7 +76,7 @@ def load_text_encoder_folder(encoder: str, path: str, *, weights: str | None = N
     """(cfg, params) of a transformers folder, checked against `encoder` and streamed into the
     shardings of `mesh` under `rules` (default device without a mesh)."""
     check_encoder_folder(encoder, load_transformers_config(path), path)
-    load = load_t5_encoder if _family(encoder) == "t5" else load_clip_text
+    load = TEXT_ENCODER_KINDS.load(_family(encoder), "load_folder")
     return load(path, weights=weights, mesh=mesh, rules=rules)
 
 
@@ -145,3 +144,39 @@ def load_converted_text_encoder(out: str, shardings: dict | None = None, *, mesh
     params = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(out, PARAMS_DIR)),
                                                 target)
     return cfg, params
+
+
+def load_encoder_checkpoint(spec, path: str, shardings=None) -> dict:
+    """One encoder's params from a transformers folder (config.json + weights) or a directory
+    written by `mgen convert`; the checkpoint's architecture must equal spec.model."""
+    if os.path.exists(os.path.join(path, "config.json")):
+        load = TEXT_ENCODER_KINDS.load(spec.kind, "load_folder")
+        loaded_cfg, params = load(path, shardings=shardings)  # streamed into its shards
+    else:
+        loaded_cfg, params = load_converted_text_encoder(path, shardings)
+    mismatched = sorted(k for k in spec.model.keys()
+                        if k in loaded_cfg and loaded_cfg[k] != spec.model[k])
+    if mismatched:
+        raise ValueError(f"text checkpoint {path}: architecture differs from the config in "
+                         + ", ".join(f"{k} (checkpoint {loaded_cfg[k]!r}, config "
+                                     f"{spec.model[k]!r})" for k in mismatched))
+    return params
+
+
+def text_encoder_params(text_cfg, model, shardings) -> dict:
+    """Params of TextEncoders(text_cfg) (`model` its PureModel) placed in `shardings`: random from
+    text.init_seed, then every encoder with a checkpoint replaced by its loaded weights."""
+    params = model.init(jax.random.key(text_cfg.init_seed), shardings)
+    for name in encoder_names(text_cfg):
+        spec = text_cfg.encoders[name]
+        if spec.checkpoint:
+            params["encoders"][name] = load_encoder_checkpoint(
+                spec, spec.checkpoint, shardings["encoders"][name])
+    return params
+
+
+def load_prompt_encoder(cfg, shardings=None) -> PromptEncoder:
+    """The experiment's frozen text encoders with their weights (checkpoints, or random from
+    text.init_seed), ready to encode prompts; params placed in `shardings` (default device)."""
+    model = build_text_encoders(cfg)
+    return PromptEncoder(cfg, model, text_encoder_params(cfg.text, model, shardings))

@@ -5,7 +5,7 @@ import ml_collections
 def eval_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         samples_per_prompt=4, batch_size=16, seed=0,
-        sample_steps=50, cfg_scale=7.5, contact_sheet_frames=4,
+        sample_steps=50, guidance_scale=7.5, contact_sheet_frames=4,
         # TAE reconstruction (the `tae` job's eval): held-out clips, and longer clips whose
         # tiled decode is compared with the untiled one (0: skip).
         tae_clips=64, tae_long_frames=64))

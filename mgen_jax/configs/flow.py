@@ -12,7 +12,8 @@ def flow_config() -> ml_collections.ConfigDict:
         # trained TAE still has a wide posterior whose noise would drown a tiny DiT's target.
         latent_sample="posterior",   # posterior | mean
         sample_steps=50,
-        schedule="linear_quadratic",  # or "linear"
+        sampler="euler",             # configs/registries.py:SAMPLERS
+        schedule="linear_quadratic",  # configs/registries.py:SCHEDULES
         lq_reference_steps=250,      # the N of "first 25 steps of an N-step linear schedule"
-        cfg_scale=7.5,
+        guidance_scale=7.5,
     ))

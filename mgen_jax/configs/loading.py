@@ -5,7 +5,8 @@ import os
 
 import ml_collections
 
-from mgen_jax.configs.dit import DIT_PRESETS
+from mgen_jax.configs.registries import DIT_PRESETS
+from mgen_jax.configs.registry import RegistryError
 from mgen_jax.configs.validation import ConfigError, validate
 
 
@@ -69,10 +70,11 @@ def load_config(spec: str, overrides=()) -> ml_collections.ConfigDict:
     sizes = [a for a in overrides if a.partition("=")[0] == "dit.size"]
     for assignment in sizes:
         name = assignment.partition("=")[2]
-        if name not in DIT_PRESETS:
-            raise ConfigError(f"config key 'dit.size': {name!r} unknown; choose one of "
-                              f"{sorted(DIT_PRESETS)}")
-        cfg.dit.update(size=name, **DIT_PRESETS[name])
+        try:
+            preset = DIT_PRESETS.load(name)
+        except RegistryError as err:
+            raise ConfigError(f"dit.size: {err}") from None
+        cfg.dit.update(size=name, **preset)
     for assignment in overrides:
         if assignment not in sizes:
             apply_override(cfg, assignment)

@@ -10,26 +10,26 @@ from mgen_jax.configs.dit import dit_config
 from mgen_jax.configs.evaluation import eval_config
 from mgen_jax.configs.flow import flow_config
 from mgen_jax.configs.mesh import mesh_config
-from mgen_jax.configs.optim import optim_config
+from mgen_jax.configs.optimizer import optimizer_config
 from mgen_jax.configs.tae import tae_config
 from mgen_jax.configs.text import text_config
-
-JOBS = ("text_to_video", "tae")
-
+from mgen_jax.configs.training import train_config
 
 def default_experiment() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
-        job="text_to_video",
+        job="text_to_video",             # configs/registries.py:JOBS
         seed=0,
         param_dtype="float32",
         compute_dtype="float32",
         mesh=mesh_config(),
         data=shapes_data_config(),
         tae=tae_config(),
-        tae_train=optim_config(),
+        tae_train=train_config(),
+        tae_optimizer=optimizer_config(),
         text=text_config(),
         dit=dit_config(),
-        dit_train=optim_config(),
+        dit_train=train_config(),
+        dit_optimizer=optimizer_config(),
         flow=flow_config(),
         eval=eval_config(),
     ))

@@ -22,7 +22,8 @@ output for the empty prompt (the encoders are frozen, so it is a constant).
 """
 import ml_collections
 
-KINDS = ("t5", "clip")
+from mgen_jax.configs.registries import TEXT_ENCODER_KINDS
+
 INPUTS = ("prompt", "visual_text")
 
 # Tiny random encoders for the quickstart and tests (no vocabulary files can be downloaded here):
@@ -41,15 +42,14 @@ def _model_config(kind: str, preset: str) -> dict:
         if tiny_kind != kind:
             raise ValueError(f"text preset {preset!r} is a {tiny_kind} model, not {kind}")
         return dict(arch)
-    if kind == "t5":
-        from mgen_jax.models.text.t5_encoder import t5_config
-        cfg, keys = t5_config(preset).to_dict(), _TINY_T5
-    elif kind == "clip":
-        from mgen_jax.models.text.clip_text import clip_text_config
-        cfg, keys = clip_text_config(preset).to_dict(), _TINY_CLIP
-    else:
-        raise ValueError(f"text encoder kind {kind!r} unknown; choose one of {KINDS}")
+    cfg = TEXT_ENCODER_KINDS.load(kind, "preset_config")(preset).to_dict()
+    keys = architecture_keys(kind)
     return {k: cfg[k] for k in keys}  # the architecture only (no preset name, no decoder)
+
+
+def architecture_keys(kind: str) -> tuple[str, ...]:
+    """The keys of a `kind` encoder's `model` dict (those of its tiny model)."""
+    return tuple(next(arch for k, arch in TINY_MODELS.values() if k == kind))
 
 
 def encoder_spec(kind: str, preset: str, *, max_length: int, input: str = "prompt",
@@ -100,7 +100,7 @@ def encoder_names(text_cfg) -> tuple[str, ...]:
 
 
 def output_dim(spec) -> int:
-    return int(spec.model.d_model if spec.kind == "t5" else spec.model.hidden_size)
+    return int(spec.model[TEXT_ENCODER_KINDS.entry(spec.kind).meta["width_key"]])
 
 
 def text_shapes(text_cfg) -> dict[str, tuple[int, int]]:
@@ -111,3 +111,9 @@ def text_shapes(text_cfg) -> dict[str, tuple[int, int]]:
 
 def total_text_tokens(text_cfg) -> int:
     return sum(length for length, _ in text_shapes(text_cfg).values())
+
+
+def text_fingerprint(cfg) -> dict:
+    """What determines an experiment's text embeddings: the encoders, their inputs and the FPS
+    tag (cached embeddings and latents are rebuilt when it changes)."""
+    return {"text": cfg.text.to_dict(), "fps": float(cfg.data.fps) if cfg.text.fps_tag else None}

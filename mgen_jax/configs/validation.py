@@ -3,11 +3,13 @@ from typing import Any
 
 import ml_collections
 
-from mgen_jax.configs.dit import ATTENTION_BACKENDS, CONTEXT_PARALLEL, REMAT_POLICIES
 from mgen_jax.configs.mesh import MESH_AXES
-from mgen_jax.configs.schema import JOBS, default_experiment
-from mgen_jax.parallel.logical_rules import RULE_PRESETS
+from mgen_jax.configs.registries import (ATTENTION_BACKENDS, CONTEXT_PARALLEL, DATA_SOURCES,
+                                         DIT_PRESETS, JOBS, MESH_RULES, REMAT_POLICIES, SAMPLERS,
+                                         SCHEDULES, TEXT_ENCODER_KINDS)
+from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import latent_frames, spatial_compression, temporal_compression
+from mgen_jax.configs.text import INPUTS, architecture_keys
 
 
 class ConfigError(ValueError):
@@ -49,6 +51,11 @@ def _require(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _require_registered(value, key: str, registry) -> None:
+    """value must name an entry of the registry (configs/registries.py)."""
+    _require(value in registry, key, f"{value!r} unknown; choose one of {registry.choices()}")
+
+
 def _discriminator_patches(side: int, layers: int) -> int:
     """Patch logits along one side: each 4x4 stride-2 pad-1 conv floors side/2, the two stride-1
     convs remove one each (models/tae/discriminator.py)."""
@@ -81,7 +88,12 @@ def _validate_tae_losses(tae, data) -> None:
 def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Returns cfg unchanged if it can run; raises ConfigError naming the key otherwise."""
     _check_keys(cfg, default_experiment(), "")
-    _require(cfg.job in JOBS, "job", f"{cfg.job!r} is not one of {JOBS}")
+    for key, registry in (("job", JOBS), ("data.source", DATA_SOURCES), ("dit.size", DIT_PRESETS),
+                          ("dit.remat", REMAT_POLICIES), ("dit.attention", ATTENTION_BACKENDS),
+                          ("dit.context_parallel", CONTEXT_PARALLEL), ("mesh.rules", MESH_RULES),
+                          ("flow.schedule", SCHEDULES), ("flow.sampler", SAMPLERS)):
+        group, _, leaf = key.rpartition(".")
+        _require_registered((cfg[group] if group else cfg)[leaf], key, registry)
     for key in ("param_dtype", "compute_dtype"):
         _require(cfg[key] in ("float32", "bfloat16"), key, f"{cfg[key]!r} not float32/bfloat16")
 
@@ -129,42 +141,36 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                  f"{n} latent {axis}-patches exceed the {axis} position table of {limit}")
     _require(dit.width % dit.num_heads == 0, "dit.num_heads",
              f"{dit.num_heads} heads do not divide width {dit.width}")
-    for key, value, known in (("dit.remat", dit.remat, REMAT_POLICIES),
-                              ("dit.attention", dit.attention, ATTENTION_BACKENDS),
-                              ("dit.context_parallel", dit.context_parallel, CONTEXT_PARALLEL)):
-        _require(value in known, key, f"{value!r} unknown; choose one of {known}")
     _require(dit.scan_unroll >= 1 and dit.depth % dit.scan_unroll == 0, "dit.scan_unroll",
              f"{dit.scan_unroll} must be >= 1 and divide depth {dit.depth}")
-    _require(cfg.mesh.rules in RULE_PRESETS, "mesh.rules",
-             f"{cfg.mesh.rules!r} unknown; choose one of {sorted(RULE_PRESETS)}")
 
-    _require(cfg.flow.schedule in ("linear", "linear_quadratic"), "flow.schedule",
-             f"{cfg.flow.schedule!r} unknown")
     _require(cfg.flow.latent_sample in ("posterior", "mean"), "flow.latent_sample",
              f"{cfg.flow.latent_sample!r} unknown (posterior|mean)")
     _require(cfg.flow.sample_steps >= 2, "flow.sample_steps", "must be >= 2")
     _require(0.0 <= cfg.flow.text_dropout < 1.0, "flow.text_dropout", "must be in [0, 1)")
-    for name in ("tae_train", "dit_train"):
-        o = cfg[name]
-        _require(o.steps >= 0, f"{name}.steps", "must be >= 0")
-        _require(o.batch_size >= 1, f"{name}.batch_size", "must be >= 1")
-        _require(o.lr > 0, f"{name}.lr", "must be > 0")
-        _require(0 <= o.warmup_steps <= max(o.steps, 1), f"{name}.warmup_steps", "must be <= steps")
-        _require(o.checkpoint_every >= 1 and o.log_every >= 1, name, "log/checkpoint intervals >= 1")
+    for phase in ("tae", "dit"):
+        t, o = cfg[f"{phase}_train"], cfg[f"{phase}_optimizer"]
+        _require(t.steps >= 0, f"{phase}_train.steps", "must be >= 0")
+        _require(t.batch_size >= 1, f"{phase}_train.batch_size", "must be >= 1")
+        _require(t.checkpoint_every >= 1 and t.log_every >= 1, f"{phase}_train",
+                 "log/checkpoint intervals >= 1")
+        _require(t.keep_checkpoints >= 1, f"{phase}_train.keep_checkpoints", "must be >= 1")
+        _require(o.lr > 0, f"{phase}_optimizer.lr", "must be > 0")
+        _require(0 <= o.warmup_steps <= max(t.steps, 1), f"{phase}_optimizer.warmup_steps",
+                 f"{o.warmup_steps} must be between 0 and {phase}_train.steps = {t.steps}")
     _validate_text(cfg.text)
     return cfg
 
 
 def _validate_text(text) -> None:
-    from mgen_jax.configs.text import INPUTS, KINDS, TINY_MODELS
     _require(len(text.encoders) >= 1, "text.encoders", "needs at least one encoder")
     for name in text.encoders.keys():
         spec, key = text.encoders[name], f"text.encoders.{name}"
-        _require(spec.kind in KINDS, f"{key}.kind", f"{spec.kind!r} unknown; choose one of {KINDS}")
+        _require_registered(spec.kind, f"{key}.kind", TEXT_ENCODER_KINDS)
         _require(spec.input in INPUTS, f"{key}.input", f"{spec.input!r} unknown; choose one of {INPUTS}")
         _require(spec.max_length >= 2, f"{key}.max_length", f"{spec.max_length} must be >= 2")
         _require(0.0 <= spec.dropout < 1.0, f"{key}.dropout", f"{spec.dropout} must be in [0, 1)")
-        expected = set(TINY_MODELS["tiny_t5" if spec.kind == "t5" else "tiny_clip"][1])
+        expected = set(architecture_keys(spec.kind))
         got = set(spec.model.keys())
         _require(got == expected, f"{key}.model", f"a {spec.kind} encoder needs keys "
                  f"{sorted(expected)}; missing {sorted(expected - got)}, unknown {sorted(got - expected)}")

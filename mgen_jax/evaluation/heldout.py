@@ -8,16 +8,18 @@ from data_pipelines.shapes import canonical_caption, held_out_combos, render_cli
 from mgen_jax.evaluation.attributes import evaluate_videos
 from mgen_jax.evaluation.json_report import write_json_report
 from mgen_jax.models.tae.video_range import psnr, video_to_float
+from mgen_jax.inference.loading import load_text_to_video
 from mgen_jax.inference.video_io import write_contact_sheet, write_mp4
+from mgen_jax.workdir import eval_dir, eval_report_path
 
 
 def evaluate_pipeline(pipeline, out_dir: str, *, samples_per_prompt: int, seed: int,
-                      steps: int, cfg_scale: float, batch_size: int, fps: int,
+                      steps: int, guidance_scale: float, batch_size: int, fps: int,
                       sheet_frames: int) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     combos = [c for c in held_out_combos() for _ in range(samples_per_prompt)]
     prompts = [canonical_caption(*c) for c in combos]
-    videos = pipeline.generate(prompts, seed=seed, steps=steps, cfg_scale=cfg_scale,
+    videos = pipeline.generate(prompts, seed=seed, steps=steps, guidance_scale=guidance_scale,
                                batch_size=batch_size)
     result = evaluate_videos(list(videos), combos)
     files = []
@@ -30,7 +32,7 @@ def evaluate_pipeline(pipeline, out_dir: str, *, samples_per_prompt: int, seed: 
     report = {
         "reconstruction": reconstruction_report(pipeline, combos, seed),
         "held_out_combos": [list(c) for c in held_out_combos()],
-        "samples_per_prompt": samples_per_prompt, "sample_steps": steps, "cfg_scale": cfg_scale,
+        "samples_per_prompt": samples_per_prompt, "sample_steps": steps, "guidance_scale": guidance_scale,
         "seed": seed,
         "accuracy": {k: result[f"{k}_accuracy"] for k in ("colour", "shape", "direction", "all")},
         "chance": {"colour": 1 / 6, "shape": 1 / 3, "direction": 1 / 4},
@@ -57,15 +59,14 @@ def reconstruction_report(pipeline, combos, seed: int) -> dict:
 
 
 def evaluate_workdir(workdir: str, out: str | None = None) -> dict:
-    from mgen_jax.inference.loading import load_text_to_video
     pipeline = load_text_to_video(workdir)
     ev = pipeline.cfg.eval
-    report = evaluate_pipeline(pipeline, os.path.join(workdir, "eval"),
+    report = evaluate_pipeline(pipeline, eval_dir(workdir),
                                samples_per_prompt=ev.samples_per_prompt, seed=ev.seed,
-                               steps=ev.sample_steps, cfg_scale=ev.cfg_scale,
+                               steps=ev.sample_steps, guidance_scale=ev.guidance_scale,
                                batch_size=ev.batch_size, fps=pipeline.cfg.data.fps,
                                sheet_frames=ev.contact_sheet_frames)
-    out = write_json_report(report, out or os.path.join(workdir, "eval.json"))
+    out = write_json_report(report, out or eval_report_path(workdir))
     acc, rec = report["accuracy"], report["reconstruction"]
     print(f"TAE reconstruction of held-out clips: PSNR {rec['psnr_db']:.1f} dB, accuracy colour "
           f"{rec['accuracy']['colour']:.3f} shape {rec['accuracy']['shape']:.3f} direction "

@@ -1,8 +1,11 @@
 """Sampling time grids t_0 = 0 (noise) < ... < t_S = 1 (data)."""
 import numpy as np
 
+from mgen_jax.configs.registries import SCHEDULES
 
-def linear_schedule(steps: int) -> np.ndarray:
+
+def linear_schedule(steps: int, reference_steps: int | None = None) -> np.ndarray:
+    """Uniform grid (reference_steps unused: every schedule takes the same arguments)."""
     return np.linspace(0.0, 1.0, steps + 1)
 
 
@@ -32,8 +35,6 @@ def linear_quadratic_schedule(steps: int, reference_steps: int = 250) -> np.ndar
 
 
 def make_schedule(name: str, steps: int, reference_steps: int = 250) -> np.ndarray:
-    if name == "linear":
-        return linear_schedule(steps)
-    if name == "linear_quadratic":
-        return linear_quadratic_schedule(steps, reference_steps)
-    raise ValueError(f"unknown schedule {name!r} (linear | linear_quadratic)")
+    """The grid of a schedule of configs/registries.py:SCHEDULES (unknown names fail, listing
+    the known ones)."""
+    return SCHEDULES.load(name)(steps, reference_steps)

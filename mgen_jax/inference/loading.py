@@ -1,27 +1,27 @@
 """Load a trained text-to-video pipeline from a training workdir (config + latest checkpoints)."""
-import os
-
 import jax
 
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.inference.text_to_video import TextToVideo
 from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
                                       build_tae_trainable, build_text_encoders)
-from mgen_jax.models.text.encoder_set import text_encoder_params
+from mgen_jax.checkpointing.text_encoder_checkpoint import text_encoder_params
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
 from mgen_jax.training.optimizer import make_optimizer
 from mgen_jax.training.sharded_training import abstract_train_state, train_state_shardings
-from mgen_jax.training.text_to_video_job import load_workdir_config
+from mgen_jax.workdir import WorkdirError, checkpoint_dir, load_workdir_config
 
 
-def _restore_phase(workdir, phase, model, opt_cfg, mesh, rules, abstract_frozen=None):
-    ckpt = PhaseCheckpointer(os.path.join(workdir, "checkpoints", phase))
+def _restore_phase(workdir, cfg, phase, model, mesh, rules, abstract_frozen=None):
+    """(params, frozen, meta, step) of a phase's latest checkpoint, restored into the shardings
+    of `mesh` (the optimizer state is restored too: the checkpoint holds the whole TrainState)."""
+    ckpt = PhaseCheckpointer(checkpoint_dir(workdir, phase))
     step = ckpt.latest_step()
     if step is None:
-        raise FileNotFoundError(f"{workdir} has no {phase} checkpoint yet: train first")
-    optimizer = make_optimizer(opt_cfg)
+        raise WorkdirError(f"{workdir} has no {phase} checkpoint yet: train first")
+    optimizer = make_optimizer(cfg[f"{phase}_optimizer"], cfg[f"{phase}_train"].steps)
     abstract = abstract_train_state(model, optimizer,
                                     train_state_shardings(model, optimizer, mesh, rules))
     state, frozen, meta = ckpt.restore(step, abstract, abstract_frozen=abstract_frozen)
@@ -32,8 +32,8 @@ def load_tae(workdir: str):
     """(TAE PureModel, params, step) of a workdir's latest TAE checkpoint."""
     cfg = load_workdir_config(workdir)
     mesh, rules = build_mesh(cfg.mesh), rules_from_preset(cfg.mesh.rules)
-    params, _, _, step = _restore_phase(workdir, "tae", build_tae_trainable(cfg), cfg.tae_train,
-                                        mesh, rules)
+    params, _, _, step = _restore_phase(workdir, cfg, "tae", build_tae_trainable(cfg), mesh,
+                                        rules)
     return build_tae(cfg), autoencoder_params(cfg, params), step
 
 
@@ -49,7 +49,7 @@ def load_text_to_video(workdir: str) -> TextToVideo:
     # config (the same checkpoints / seeded random weights the cache was made with).
     cached = cfg.text.precompute
     dit_params, text_params, meta, _ = _restore_phase(
-        workdir, "dit", build_dit(cfg), cfg.dit_train, mesh, rules,
+        workdir, cfg, "dit", build_dit(cfg), mesh, rules,
         abstract_frozen=None if cached else abstract_text)
     if cached:
         text_params = text_encoder_params(cfg.text, text_encoders,

@@ -24,8 +24,7 @@ from mgen_jax.checkpointing.text_encoder_checkpoint import (ENCODER_FAMILIES,
                                                            load_text_encoder_folder,
                                                            text_encoder_model)
 from mgen_jax.checkpointing.transformers_folder import load_transformers_config
-from mgen_jax.models.text.clip_convert import clip_config_from_transformers
-from mgen_jax.models.text.t5_convert import t5_config_from_transformers
+from mgen_jax.configs.registries import TEXT_ENCODER_KINDS
 from mgen_jax.models.text.tokenizer import BYTES, has_tokenizer_files, load_tokenizer
 
 # --encoder -> architecture family is ENCODER_FAMILIES (checkpointing/text_encoder_checkpoint.py):
@@ -67,9 +66,7 @@ def tokenize_prompt(tokenizer, prompt: str, max_length: int | None) -> np.ndarra
 
 def architecture(encoder: str, config: dict):
     """Our config for a checkpoint's config.json, without reading any weights."""
-    if ENCODER_FAMILIES[encoder] == "clip":
-        return clip_config_from_transformers(config)
-    return t5_config_from_transformers(config)
+    return TEXT_ENCODER_KINDS.load(ENCODER_FAMILIES[encoder], "config_from_transformers")(config)
 
 
 def _load_model(encoder: str, path: str):
@@ -77,7 +74,7 @@ def _load_model(encoder: str, path: str):
     family = ENCODER_FAMILIES[encoder]
     cfg, params = load_text_encoder_folder(encoder, path)
     model = text_encoder_model(family, cfg)
-    if family == "clip":
+    if TEXT_ENCODER_KINDS.entry(family).meta["pooled_output"]:
         return model, params, lambda module, ids, mask: module(ids, mask)[0]
     return model, params, lambda module, ids, mask: module(ids, mask)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from mgen_jax.configs.tae import spatial_compression, temporal_compression
 from mgen_jax.flow.guidance import guided_velocity
-from mgen_jax.flow.samplers import euler_sample
+from mgen_jax.configs.registries import SAMPLERS
 from mgen_jax.flow.schedules import make_schedule
 from mgen_jax.models.builders import build_dit, build_tae, build_text_encoders
 from mgen_jax.models.tae.latent_scaling import denormalize_latents
@@ -30,7 +30,7 @@ class TextToVideo:
         return (n, -(-frames // tc), height // s, width // s, self.cfg.tae.z_channels)
 
     @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
-    def _generate(self, params, tokens, key, latent_shape, frames, ts, cfg_scale):
+    def _generate(self, params, tokens, key, latent_shape, frames, ts, guidance_scale):
         """tokens {name: {ids, mask}}; the unconditional branch gets every encoder's null (the
         empty prompt), as text dropout trained it."""
         text_encoders = self.text_encoders.bind(params["text"])
@@ -44,9 +44,9 @@ class TextToVideo:
             mask = {n: v["mask"] for n, v in text.items()}
             return dit(x, t, text_encoders(ids, mask), mask)
 
-        velocity = guided_velocity(model_fn, tokens, uncond, cfg_scale)
+        velocity = guided_velocity(model_fn, tokens, uncond, guidance_scale)
         x0 = jax.random.normal(key, latent_shape, jnp.float32)
-        z = euler_sample(velocity, x0, np.asarray(ts))
+        z = SAMPLERS.load(self.cfg.flow.sampler)(velocity, x0, np.asarray(ts))
         z = denormalize_latents(z, self.latent_shift, self.latent_scale)
         return float_to_video(self.tae.bind(params["tae"]).decode_tiled(z, frames))
 
@@ -62,13 +62,13 @@ class TextToVideo:
                                for i in range(0, len(videos), batch_size)], axis=0)
 
     def generate(self, prompts, *, seed: int = 0, steps: int | None = None,
-                 cfg_scale: float | None = None, frames: int | None = None,
+                 guidance_scale: float | None = None, frames: int | None = None,
                  height: int | None = None, width: int | None = None,
                  batch_size: int = 16) -> np.ndarray:
         """prompts: list of str -> uint8 [N, frames, height, width, 3]."""
         data = self.cfg.data
         frames, height, width = frames or data.frames, height or data.height, width or data.width
-        cfg_scale = float(self.cfg.flow.cfg_scale if cfg_scale is None else cfg_scale)
+        guidance_scale = float(self.cfg.flow.guidance_scale if guidance_scale is None else guidance_scale)
         steps = steps or self.cfg.flow.sample_steps
         ts = tuple(float(t) for t in make_schedule(self.cfg.flow.schedule, steps,
                                                     self.cfg.flow.lq_reference_steps))
@@ -79,5 +79,5 @@ class TextToVideo:
             key = jax.random.fold_in(jax.random.key(seed), start)
             shape = self.latent_shape(len(chunk), frames, height, width)
             out.append(np.asarray(self._generate(self.params, tokens, key, shape, frames, ts,
-                                                 cfg_scale)))
+                                                 guidance_scale)))
         return np.concatenate(out, axis=0)

@@ -9,6 +9,8 @@ import contextvars
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from mgen_jax.configs.registries import MESH_RULES
+
 _PARAMETERS = {
     # FSDP shards every matrix's model dimension; tensor parallelism is Megatron's: q/k/v and the
     # FFN's gate/up are column-parallel ('heads', 'mlp' over tensor), the output projections
@@ -27,19 +29,17 @@ _ACTIVATIONS = {
     "act_frames": None, "act_height": None, "act_width": None, "act_channels": None,
 }
 
-RULE_PRESETS = {
-    # data / FSDP / tensor (+ sequence parallel) / context through one table; mesh axes of size 1
-    # cost nothing, so the mesh shape alone picks the strategy.
-    "default": {**_PARAMETERS, **_ACTIVATIONS},
-    # The same without sequence parallelism: the residual stream is replicated over 'tensor'.
-    "no_sequence_parallel": {**_PARAMETERS, **_ACTIVATIONS, "act_res_seq": "context"},
-}
+# The presets of configs/registries.py:MESH_RULES.
+# data / FSDP / tensor (+ sequence parallel) / context through one table; mesh axes of size 1
+# cost nothing, so the mesh shape alone picks the strategy.
+DEFAULT_RULES = {**_PARAMETERS, **_ACTIVATIONS}
+# The same without sequence parallelism: the residual stream is replicated over 'tensor'.
+NO_SEQUENCE_PARALLEL_RULES = {**_PARAMETERS, **_ACTIVATIONS, "act_res_seq": "context"}
 
 
 def rules_from_preset(name: str) -> dict:
-    if name not in RULE_PRESETS:
-        raise ValueError(f"mesh.rules {name!r} unknown; choose one of {sorted(RULE_PRESETS)}")
-    return RULE_PRESETS[name]
+    """The rules table of a MESH_RULES preset (unknown names fail, listing the known ones)."""
+    return MESH_RULES.load(name)
 
 
 def logical_to_spec(names, rules: dict, mesh: Mesh | None = None, shape=None) -> PartitionSpec:

@@ -80,7 +80,7 @@ def compile_train_step(cfg, mesh, rules) -> dict:
     from mgen_jax.training.sharded_training import (abstract_train_state, jit_train_step,
                                                     train_state_shardings)
     dit = build_dit(cfg)
-    optimizer = make_optimizer(cfg.dit_train)
+    optimizer = make_optimizer(cfg.dit_optimizer, cfg.dit_train.steps)
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     state = abstract_train_state(dit, optimizer, state_sh)
     batch = abstract_batch(cfg, mesh, rules)

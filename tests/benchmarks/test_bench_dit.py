@@ -6,7 +6,9 @@ import math
 import pytest
 
 from mgen_jax import cli
-from mgen_jax.benchmarks.registry import BENCHMARKS, format_table, get_benchmark
+from mgen_jax.benchmarks.registry import format_table
+from mgen_jax.configs.registries import BENCHMARKS
+from mgen_jax.configs.registry import RegistryError
 
 
 def _positive(x) -> bool:
@@ -62,9 +64,9 @@ def test_bench_dit_quick_writes_json(tmp_path, capsys):
 
 
 def test_registry_names_and_errors():
-    assert "dit" in BENCHMARKS and callable(get_benchmark("dit"))
-    with pytest.raises(KeyError, match="unknown; choose one of"):
-        get_benchmark("no_such_bench")
+    assert "dit" in BENCHMARKS and callable(BENCHMARKS.load("dit"))
+    with pytest.raises(RegistryError, match="unknown; choose one of dit, tae, text"):
+        BENCHMARKS.load("no_such_bench")
     with pytest.raises(SystemExit):  # argparse rejects a name the registry does not know
         cli.main(["bench", "no_such_bench"])
     table = format_table({"a": {"b": 1.23456789, "c": [1, 2]}, "d": [{"e": "x"}]})

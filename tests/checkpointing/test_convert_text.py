@@ -23,8 +23,8 @@ from mgen_jax.checkpointing.text_encoder_checkpoint import (  # noqa: E402
     load_converted_text_encoder, text_encoder_model)
 from mgen_jax.checkpointing.transformers_folder import load_transformers_state_dict  # noqa: E402
 from mgen_jax.configs.mesh import MESH_AXES  # noqa: E402
-from mgen_jax.models.text.clip_convert import load_clip_text  # noqa: E402
-from mgen_jax.models.text.t5_convert import load_t5_encoder  # noqa: E402
+from mgen_jax.checkpointing.clip_convert import load_clip_text  # noqa: E402
+from mgen_jax.checkpointing.t5_convert import load_t5_encoder  # noqa: E402
 from mgen_jax.parallel.logical_rules import rules_from_preset  # noqa: E402
 from tests.torch_reference import perturbed  # noqa: E402
 

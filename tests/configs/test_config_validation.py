@@ -12,11 +12,11 @@ QUICKSTART = "experiments/quickstart.py"
 
 
 def test_quickstart_loads_and_overrides_apply_with_types():
-    cfg = load_config(QUICKSTART, ["dit_train.lr=3e-4", "data.height=48", "dit.scan_layers=false",
-                                   "dit.patch_size=(1, 2, 2)", "tae_train.lr=1"])
-    assert cfg.dit_train.lr == pytest.approx(3e-4)
+    cfg = load_config(QUICKSTART, ["dit_optimizer.lr=3e-4", "data.height=48", "dit.scan_layers=false",
+                                   "dit.patch_size=(1, 2, 2)", "tae_optimizer.lr=1"])
+    assert cfg.dit_optimizer.lr == pytest.approx(3e-4)
     assert cfg.data.height == 48 and cfg.dit.scan_layers is False
-    assert cfg.tae_train.lr == 1.0 and isinstance(cfg.tae_train.lr, float)
+    assert cfg.tae_optimizer.lr == 1.0 and isinstance(cfg.tae_optimizer.lr, float)
 
 
 @pytest.mark.parametrize("override, named", [

@@ -12,7 +12,8 @@ from data_pipelines.precompute_text import (TextCacheReader, load_null_embedding
 from data_pipelines.shapes_writer import decode_record, load_manifest, write_shapes_dataset
 from mgen_jax.cli import main
 from mgen_jax.configs.loading import load_config
-from mgen_jax.inference.prompt_encoder import PromptEncoder, text_fingerprint
+from mgen_jax.checkpointing.text_encoder_checkpoint import load_prompt_encoder
+from mgen_jax.configs.text import text_fingerprint
 
 SMOKE = "experiments/quickstart.py:smoke"
 
@@ -32,7 +33,7 @@ def _captions(data_dir, shard):
 
 def test_two_processes_write_a_complete_cache_of_bf16_embeddings(dataset, tmp_path):
     cfg = load_config(SMOKE)
-    encoder = PromptEncoder(cfg)
+    encoder = load_prompt_encoder(cfg)
     cache = tmp_path / "cache"
     kw = dict(encode=encoder.encode, batch_size=4, fingerprint=text_fingerprint(cfg))
     part0 = precompute_text(dataset, cache, process_index=0, process_count=2, **kw)
@@ -67,7 +68,7 @@ def test_two_processes_write_a_complete_cache_of_bf16_embeddings(dataset, tmp_pa
     assert precompute_text(dataset, cache, process_index=0, process_count=2, **kw) == part0
     assert (cache / "manifest.part-0-of-2.json").stat().st_mtime_ns == stamp
     other = load_config(SMOKE, ["text.encoders.byt5.max_length=4"])
-    precompute_text(dataset, cache, encode=PromptEncoder(other).encode, batch_size=4,
+    precompute_text(dataset, cache, encode=load_prompt_encoder(other).encode, batch_size=4,
                     fingerprint=text_fingerprint(other))
     assert load_text_cache(cache)["encoders"]["byt5"] == [4, 64]
     assert not (cache / "manifest.part-1-of-2.json").exists()
@@ -87,7 +88,7 @@ def test_dit_trains_on_cached_embeddings_and_samples(tmp_path):
     cfg = load_config(SMOKE, ["text.precompute=True", "data.num_clips=32",
                               "tae_train.batch_size=8"])  # 8 forced CPU devices on the data axis
     workdir = tmp_path / "wd"
-    run_text_to_video(cfg, str(workdir), show_progress=False, evaluate=False)
+    run_text_to_video(cfg, str(workdir), show_progress=False)
     assert load_text_cache(workdir / "text_cache")["num_records"] == 32
     import grain
     shard = load_manifest(workdir / "latents")["shards"][0]["path"]

@@ -26,7 +26,7 @@ def test_stage_loads_and_validates(stage):
     tokens, tables, lr, chips = EXPECTED[stage]
     assert math.prod(token_grid(cfg)) == tokens
     assert tuple(cfg.dit.max_positions) == tables
-    assert cfg.dit_train.lr == lr
+    assert cfg.dit_optimizer.lr == lr
     assert (cfg.dit.size, cfg.dit.remat, cfg.dit.attention) == ("30b", "full", "splash")
     assert (cfg.param_dtype, cfg.compute_dtype) == ("float32", "bfloat16")
     assert cfg.tae.z_channels == 16

@@ -32,7 +32,7 @@ def test_endpoints_monotone_and_smooth_join(steps, reference):
 def test_rejects_reference_not_longer_than_linear_part():
     with pytest.raises(ValueError, match="reference_steps"):
         linear_quadratic_schedule(50, 20)
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(ValueError, match="sampling schedule .cosine. unknown; choose one of linear, linear_quadratic"):
         make_schedule("cosine", 10)
 
 

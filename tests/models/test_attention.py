@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from mgen_jax.benchmarks.attention_memory import attention_memory_vs_length
-from mgen_jax.models.attention import BACKENDS, dot_product_attention, resolve_backend
+from mgen_jax.configs.registries import ATTENTION_BACKENDS
+from mgen_jax.models.attention import dot_product_attention, resolve_backend
 from mgen_jax.models.attention.chunked import chunked_attention, chunked_attention_with_lse
 from mgen_jax.models.attention.cudnn import cudnn_attention
 from mgen_jax.models.attention.xla import attention_mask, xla_attention
@@ -231,8 +232,9 @@ def test_splash_compiles_for_tpu_ahead_of_time(monkeypatch):
 # --- dispatcher ----------------------------------------------------------------------------------
 
 def test_dispatcher_backends_and_auto():
-    assert set(BACKENDS) == {"xla", "chunked", "cudnn", "splash"}
+    assert set(ATTENTION_BACKENDS) == {"xla", "chunked", "cudnn", "splash", "auto"}
     assert resolve_backend("auto") == "chunked"  # tests run on CPU
+    assert resolve_backend("auto", "tpu") == "splash" and resolve_backend("auto", "gpu") == "cudnn"
     with pytest.raises(ValueError, match="unknown"):
         resolve_backend("flash9")
     q, k, v, _ = _inputs()

@@ -12,9 +12,9 @@ transformers = pytest.importorskip("transformers")
 
 from mgen_jax.checkpointing.transformers_folder import load_transformers_state_dict  # noqa: E402
 from mgen_jax.models.pure_model import PureModel  # noqa: E402
-from mgen_jax.models.text.clip_convert import load_clip_text  # noqa: E402
-from mgen_jax.models.text.clip_text import (CLIPTextTransformer, clip_text_config,  # noqa: E402
-                                            extend_positions)
+from mgen_jax.checkpointing.clip_convert import load_clip_text  # noqa: E402
+from mgen_jax.configs.text_encoders import clip_text_config  # noqa: E402
+from mgen_jax.models.text.clip_text import CLIPTextTransformer, extend_positions  # noqa: E402
 from tests.torch_reference import perturbed, write_variant  # noqa: E402
 
 TINY = dict(vocab_size=99, hidden_size=40, num_attention_heads=5, num_hidden_layers=2,
@@ -196,7 +196,7 @@ def test_metaclip_h14_long_builds_abstractly():
 
 
 def test_config_from_full_and_text_dicts():
-    from mgen_jax.models.text.clip_convert import clip_config_from_transformers
+    from mgen_jax.checkpointing.clip_convert import clip_config_from_transformers
     text = transformers.CLIPTextConfig(**TINY, hidden_act="gelu", eos_token_id=98).to_dict()
     full = json.loads(json.dumps({"model_type": "clip", "text_config": text,
                                   "vision_config": {}}))

@@ -70,7 +70,7 @@ def _setup(text_len=6):
     cfg.text.encoders = {"ul2": encoder_spec("t5", "tiny_t5", max_length=text_len)}
     cfg.text.encoders.ul2.model.d_model = 8
     dit = build_dit(cfg)
-    optimizer = make_optimizer(cfg.dit_train)
+    optimizer = make_optimizer(cfg.dit_optimizer, cfg.dit_train.steps)
     state = TrainState.create(dit.init(jax.random.key(0)), optimizer)
     null = dict(null_text={"ul2": np.zeros((text_len, 8), np.float32)},
                 null_mask={"ul2": np.eye(text_len)[0] > 0})

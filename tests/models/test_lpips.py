@@ -11,7 +11,7 @@ import torch
 from flax import nnx
 
 from mgen_jax.models.perceptual.lpips import LPIPS, lpips_video
-from mgen_jax.models.perceptual.lpips_convert import convert_lpips, lpips_model
+from mgen_jax.checkpointing.lpips_convert import convert_lpips, lpips_model
 
 LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 TAPS = (3, 8, 15, 22, 29)  # relu1_2 .. relu5_3 in torchvision's features indexing

@@ -10,12 +10,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mgen_jax.models.pure_model import PureModel  # noqa: E402
-from mgen_jax.models.text.clip_text import (CLIPTextTransformer, clip_text_config,  # noqa: E402
-                                            clip_text_num_params)
-from mgen_jax.models.text.t5_convert import (load_t5_encoder,  # noqa: E402
+from mgen_jax.configs.text_encoders import T5_PRESETS, clip_text_config, t5_config  # noqa: E402
+from mgen_jax.models.text.clip_text import CLIPTextTransformer, clip_text_num_params  # noqa: E402
+from mgen_jax.checkpointing.t5_convert import (load_t5_encoder,  # noqa: E402
                                              t5_config_from_transformers)
-from mgen_jax.models.text.t5_encoder import (T5_PRESETS, T5Encoder, t5_config,  # noqa: E402
-                                             t5_num_params)
+from mgen_jax.models.text.t5_encoder import T5Encoder, t5_num_params  # noqa: E402
 from tests.torch_reference import perturbed  # noqa: E402
 
 # Published whole-model sizes (encoder + decoder + lm head for T5s; the text tower for CLIP) and

@@ -10,14 +10,14 @@ from mgen_jax.configs.text import encoder_spec, text_shapes
 from mgen_jax.configs.validation import ConfigError, validate
 from mgen_jax.models.builders import build_dit, build_text_encoders
 from mgen_jax.models.text.conditioner import drop_text
-from mgen_jax.models.text.encoder_set import text_encoder_params
+from mgen_jax.checkpointing.text_encoder_checkpoint import text_encoder_params
 from mgen_jax.models.text.text_inputs import (encoder_inputs, split_fields, token_fields,
                                               tokenize_prompts)
 from mgen_jax.models.text.tokenizer import tokenize_bytes
 
 
 def tokenizer_words(ids, mask):
-    from data_pipelines.shapes_tokenizer import shapes_vocabulary
+    from mgen_jax.models.text.shapes_tokenizer import shapes_vocabulary
     vocab = shapes_vocabulary()
     return [vocab[i] for i, m in zip(ids, mask) if m]
 

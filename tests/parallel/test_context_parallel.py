@@ -12,12 +12,13 @@ from jax.sharding import NamedSharding
 
 from mgen_jax.configs.mesh import mesh_config
 from mgen_jax.models.attention.xla import xla_attention
-from mgen_jax.parallel.context_attention import QKV_AXES, context_parallel_attention
-from mgen_jax.parallel.logical_rules import RULE_PRESETS, activation_sharding, logical_to_spec
+from mgen_jax.models.attention.context_parallel import QKV_AXES, context_parallel_attention
+from mgen_jax.configs.registries import CONTEXT_PARALLEL
+from mgen_jax.parallel.logical_rules import DEFAULT_RULES, activation_sharding, logical_to_spec
 from mgen_jax.parallel.mesh import build_mesh
 
-RULES = RULE_PRESETS["default"]
-STRATEGIES = ["all_gather", "ring", "ulysses"]
+RULES = DEFAULT_RULES
+STRATEGIES = list(CONTEXT_PARALLEL)
 # name: (mesh axes, B, L, heads for all_gather/ring, heads for ulysses). B=3 over data=2 leaves
 # the batch unsharded; H=6 over tensor=2 gives 3 local heads (ulysses needs local heads % n).
 CASES = {

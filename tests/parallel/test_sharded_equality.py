@@ -41,7 +41,7 @@ def _dit_steps(mesh_name, num_steps=2, extra=()):
     mesh = build_mesh(cfg.mesh, devices=jax.devices()[:n])
     rules = rules_from_preset(cfg.mesh.rules)
     dit, text = build_dit(cfg), build_text_encoders(cfg)  # the three tiny encoders
-    optimizer = make_optimizer(cfg.dit_train)
+    optimizer = make_optimizer(cfg.dit_optimizer, cfg.dit_train.steps)
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     state = init_train_state(dit, optimizer, jax.random.key(0), state_sh)
     text_sh = jax.tree.map(lambda _: replicated(mesh), text.abstract_params())
@@ -110,7 +110,7 @@ def _tae_step(mesh_name):
     mesh = build_mesh(cfg.mesh, devices=jax.devices()[:n])
     rules = rules_from_preset(cfg.mesh.rules)
     tae = build_tae(cfg)
-    optimizer = make_optimizer(cfg.tae_train)
+    optimizer = make_optimizer(cfg.tae_optimizer, cfg.tae_train.steps)
     state_sh = train_state_shardings(tae, optimizer, mesh, rules)
     state = init_train_state(tae, optimizer, jax.random.key(0), state_sh)
     video = np.random.default_rng(1).integers(0, 256, (8, 8, 16, 16, 3)).astype(np.uint8)

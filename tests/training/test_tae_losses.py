@@ -12,7 +12,7 @@ from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import tae_config
 from mgen_jax.configs.validation import ConfigError, validate
 from mgen_jax.models.builders import build_tae
-from mgen_jax.models.perceptual.lpips_convert import lpips_model
+from mgen_jax.checkpointing.lpips_convert import lpips_model
 from mgen_jax.models.tae.autoencoder import kl_divergence
 from mgen_jax.models.tae.gan_pair import build_tae_with_discriminator, last_decoder_layer
 from mgen_jax.training import tae_losses

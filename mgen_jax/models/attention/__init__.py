@@ -18,24 +18,12 @@ Backends:
     "auto"     resolved by the default platform: tpu -> "splash", gpu (CUDA) -> "cudnn",
                anything else (cpu, ROCm) -> "chunked". Call `resolve_backend` to see the choice.
 
-"cudnn" and "splash" are imported on first use: the Pallas TPU import is slow and neither is
-usable off its platform.
+The backends are the registry configs/registries.py:ATTENTION_BACKENDS (adding a kernel is its
+file plus one entry there); each kernel module is imported on first use, so the slow Pallas TPU
+import happens only where splash runs.
 """
-from mgen_jax.models.attention.chunked import chunked_attention
-from mgen_jax.models.attention.xla import xla_attention
+from mgen_jax.configs.registries import ATTENTION_BACKENDS
 
-
-def _cudnn(q, k, v, key_mask=None, segment_ids=None):
-    from mgen_jax.models.attention.cudnn import cudnn_attention
-    return cudnn_attention(q, k, v, key_mask, segment_ids)
-
-
-def _splash(q, k, v, key_mask=None, segment_ids=None):
-    from mgen_jax.models.attention.splash import splash_attention
-    return splash_attention(q, k, v, key_mask, segment_ids)
-
-
-BACKENDS = {"xla": xla_attention, "chunked": chunked_attention, "cudnn": _cudnn, "splash": _splash}
 AUTO = "auto"
 
 
@@ -44,19 +32,15 @@ def resolve_backend(backend: str, platform: str | None = None) -> str:
     `platform` defaults to the default backend's; pass the mesh devices' platform when compiling
     ahead of time for another one (`mgen plan` compiles for TPU on a CPU host)."""
     if backend == AUTO:
-        import jax
-        import jax.extend  # not loaded by `import jax`; needed for platform_version
-
-        if platform is None:
-            platform = jax.default_backend()
-            if platform == "gpu" and "cuda" not in jax.extend.backend.get_backend().platform_version.lower():
-                platform = "rocm"
-        return {"tpu": "splash", "gpu": "cudnn", "cuda": "cudnn"}.get(platform, "chunked")
-    if backend not in BACKENDS:
-        raise ValueError(f"attention backend {backend!r} unknown; choose one of "
-                         f"{sorted(BACKENDS) + [AUTO]}")
+        return ATTENTION_BACKENDS.load(AUTO)(platform)
+    ATTENTION_BACKENDS.entry(backend)  # unknown names fail here, listing the known ones
     return backend
 
 
+def runs_per_shard(backend: str) -> bool:
+    """Whether the kernel must run per shard under shard_map on a mesh (registry meta)."""
+    return bool(ATTENTION_BACKENDS.entry(backend).meta.get("per_shard"))
+
+
 def dot_product_attention(q, k, v, key_mask=None, segment_ids=None, *, backend: str = "xla"):
-    return BACKENDS[resolve_backend(backend)](q, k, v, key_mask, segment_ids)
+    return ATTENTION_BACKENDS.load(resolve_backend(backend))(q, k, v, key_mask, segment_ids)

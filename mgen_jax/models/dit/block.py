@@ -14,17 +14,15 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from mgen_jax.models.attention import dot_product_attention, resolve_backend
+from mgen_jax.models.attention import dot_product_attention, resolve_backend, runs_per_shard
 from mgen_jax.models.dit.remat import ATTENTION_OUT
 from mgen_jax.models.layers import Dense, RMSNorm, param
-from mgen_jax.parallel.context_attention import context_parallel_attention
-from mgen_jax.parallel.context_attention.per_shard import per_shard_attention
+from mgen_jax.models.attention.context_parallel import context_parallel_attention
+from mgen_jax.models.attention.context_parallel.per_shard import per_shard_attention
 from mgen_jax.parallel.logical_rules import active_sharding, constrain
 
 NUM_MODULATIONS = 6
 RESIDUAL = ("act_batch", "act_res_seq", "act_embed")
-# Kernels that must run per shard under shard_map on a mesh (parallel/context_attention/per_shard.py).
-_PER_SHARD = ("splash", "chunked")
 
 
 def mesh_backend(backend: str) -> str:
@@ -43,7 +41,7 @@ def attention(q, k, v, key_mask, segment_ids, *, backend: str, context_parallel:
     if context_parallel is not None and mesh.shape["context"] > 1:
         return context_parallel_attention(q, k, v, key_mask, segment_ids,
                                           strategy=context_parallel, backend=backend)
-    if backend in _PER_SHARD:
+    if runs_per_shard(backend):  # models/attention/context_parallel/per_shard.py
         return per_shard_attention(q, k, v, key_mask, segment_ids, backend=backend, mesh=mesh,
                                    rules=rules)
     return dot_product_attention(q, k, v, key_mask, segment_ids, backend=backend)

@@ -11,23 +11,38 @@
 """
 import jax
 
+from mgen_jax.configs.registries import REMAT_POLICIES
+
 ATTENTION_OUT = "attention_out"   # checkpoint_name tag set in block.py
 
-_POLICIES = {
-    "full": lambda: jax.checkpoint_policies.nothing_saveable,
-    "save_dots": lambda: jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "save_attention_out": lambda: jax.checkpoint_policies.save_only_these_names(ATTENTION_OUT),
-    "offload": lambda: jax.checkpoint_policies.save_and_offload_only_these_names(
+# One function per policy of configs/registries.py:REMAT_POLICIES, each returning the
+# jax.checkpoint policy (None: no checkpointing at all).
+def keep_everything():
+    return None
+
+
+def save_nothing():
+    return jax.checkpoint_policies.nothing_saveable
+
+
+def save_weight_matmuls():
+    return jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+
+
+def save_attention_out():
+    return jax.checkpoint_policies.save_only_these_names(ATTENTION_OUT)
+
+
+def offload_attention_out():
+    return jax.checkpoint_policies.save_and_offload_only_these_names(
         names_which_can_be_saved=[], names_which_can_be_offloaded=[ATTENTION_OUT],
-        offload_src="device", offload_dst="pinned_host"),
-}
+        offload_src="device", offload_dst="pinned_host")
 
 
 def apply_remat(body, policy: str):
     """Wrap a scan body in jax.checkpoint with the named policy ('none' returns it unchanged)."""
-    if policy == "none":
+    checkpoint_policy = REMAT_POLICIES.load(policy)()  # unknown names fail, listing the known
+    if checkpoint_policy is None:
         return body
-    if policy not in _POLICIES:
-        raise ValueError(f"remat policy {policy!r} unknown; choose none or one of {sorted(_POLICIES)}")
     # prevent_cse=False: inside scan, CSE cannot undo the remat, and keeping it off is faster.
-    return jax.checkpoint(body, policy=_POLICIES[policy](), prevent_cse=False)
+    return jax.checkpoint(body, policy=checkpoint_policy, prevent_cse=False)

@@ -14,40 +14,12 @@ Module names mirror the transformers checkpoint layout (`layers.i.self_attn.q_pr
 """
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
 from mgen_jax.models.layers import Dense, LayerNorm, param
 
-CLIP_TEXT_PRESETS = {
-    # MetaCLIP ViT-H/14 text tower (facebook/metaclip-h14-fullcc2.5b): OpenCLIP-H text width.
-    "metaclip-h14": dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096,
-                         num_layers=24, num_heads=16, max_positions=77, hidden_act="gelu"),
-    # Movie Gen's long-prompt MetaCLIP: the same tower with 256 positions (extend_positions
-    # turns a 77-position checkpoint into one of these before fine-tuning).
-    "metaclip-h14-long": dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096,
-                              num_layers=24, num_heads=16, max_positions=256, hidden_act="gelu"),
-    # Tests: odd sizes so transposed / mis-split weights cannot line up by accident.
-    "tiny": dict(vocab_size=99, hidden_size=40, intermediate_size=72, num_layers=2, num_heads=5,
-                 max_positions=77, hidden_act="quick_gelu"),
-}
-
 ACTIVATIONS = ("quick_gelu", "gelu")
-
-
-def clip_text_config(preset: str = "metaclip-h14") -> ml_collections.ConfigDict:
-    """Config of a CLIP text tower. `eos_token_id` is CLIP's BPE end-of-text token (49407; any
-    value other than 2 pools at the first occurrence of that id, transformers' current rule)."""
-    if preset not in CLIP_TEXT_PRESETS:
-        raise ValueError(f"CLIP text preset {preset!r} unknown; choose one of "
-                         f"{sorted(CLIP_TEXT_PRESETS)}")
-    cfg = dict(layer_norm_eps=1e-5, eos_token_id=49407)
-    cfg.update(CLIP_TEXT_PRESETS[preset])
-    if preset == "tiny":
-        cfg["eos_token_id"] = 98
-    cfg["preset"] = preset
-    return ml_collections.ConfigDict(cfg)
 
 
 def check_clip_text_config(cfg) -> None:

@@ -15,7 +15,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import nnx
 
 from mgen_jax.models.layers import Dense, RMSNorm, param
@@ -146,41 +145,6 @@ class T5Encoder(nnx.Module):
         for block in self.blocks:
             x = block(x, bias)
         return self.final_norm(x)
-
-
-# ---------------------------------------------------------------------------------------------
-# Presets: the encoder half of the published checkpoints (their config.json on the HF hub).
-
-_T5_COMMON = dict(relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                  layer_norm_eps=1e-6)
-T5_PRESETS = {
-    # google/ul2, Movie Gen's UL2 ("UL2 20B": 32 + 32 layers; this is the 32-layer encoder).
-    "ul2": dict(vocab_size=32128, d_model=4096, num_layers=32, num_heads=16, d_kv=256,
-                d_ff=16384, feed_forward_proj="gated-silu"),
-    # google/byt5-{small,base,large}: byte vocabulary (256 bytes + 3 specials + 125 extra ids).
-    "byt5-small": dict(vocab_size=384, d_model=1472, num_layers=12, num_heads=6, d_kv=64,
-                       d_ff=3584, feed_forward_proj="gated-gelu"),
-    "byt5-base": dict(vocab_size=384, d_model=1536, num_layers=18, num_heads=12, d_kv=64,
-                      d_ff=3968, feed_forward_proj="gated-gelu"),
-    "byt5-large": dict(vocab_size=384, d_model=1536, num_layers=36, num_heads=16, d_kv=64,
-                       d_ff=3840, feed_forward_proj="gated-gelu"),
-    # The original t5-base (google-t5/t5-base), ReLU feed-forward; used by the audio model.
-    "t5-base": dict(vocab_size=32128, d_model=768, num_layers=12, num_heads=12, d_kv=64,
-                    d_ff=3072, feed_forward_proj="relu"),
-    # Tests: odd sizes, UL2's gated-SiLU, so mis-split weights cannot line up by accident.
-    "tiny": dict(vocab_size=101, d_model=40, num_layers=2, num_heads=5, d_kv=12, d_ff=72,
-                 feed_forward_proj="gated-silu"),
-}
-
-
-def t5_config(preset: str = "ul2") -> ml_collections.ConfigDict:
-    """Config of a T5-family encoder preset (the keys T5Encoder and t5_convert use)."""
-    if preset not in T5_PRESETS:
-        raise ValueError(f"T5 preset {preset!r} unknown; choose one of {sorted(T5_PRESETS)}")
-    cfg = dict(_T5_COMMON)
-    cfg.update(T5_PRESETS[preset])
-    cfg["preset"] = preset
-    return ml_collections.ConfigDict(cfg)
 
 
 def t5_num_params(cfg) -> int:

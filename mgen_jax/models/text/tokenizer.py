@@ -15,8 +15,10 @@ import os
 
 import numpy as np
 
+from mgen_jax.models.text.shapes_tokenizer import shapes_word_tokenizer
+
 BYTES = "bytes"
-# The synthetic Shapes data's own word-level tokenizer (data_pipelines/shapes_tokenizer.py): the
+# The synthetic Shapes data's own word-level tokenizer (models/text/shapes_tokenizer.py): the
 # quickstart's stand-in for a subword vocabulary, built in code, no files.
 SHAPES_WORDS = "shapes_words"
 # Any one of these marks a directory as holding a transformers tokenizer (tokenizer.json of a
@@ -43,7 +45,6 @@ def load_tokenizer(spec: str):
     if spec == BYTES:
         return byt5_tokenizer()
     if spec == SHAPES_WORDS:
-        from data_pipelines.shapes_tokenizer import shapes_word_tokenizer
         return shapes_word_tokenizer()
     if not os.path.isdir(spec):
         raise ValueError(f"tokenizer {spec!r}: expected {BYTES!r}, {SHAPES_WORDS!r} or a directory "

@@ -1,9 +1,11 @@
 """The quickstart's word-piece tokenizer covers every Shapes caption and evaluation prompt, and
 directional words share their stem's token (what the DiT needs to generalise to "moving up")."""
+import re
+
 import numpy as np
 
 from data_pipelines import shapes
-from data_pipelines.shapes_tokenizer import shapes_vocabulary
+from mgen_jax.models.text.shapes_tokenizer import SUFFIXES, WORDS, shapes_vocabulary
 from mgen_jax.models.text.tokenizer import load_tokenizer, tokenize
 
 
@@ -27,3 +29,27 @@ def test_captions_and_prompts_tokenize_without_unknowns_and_directions_share_ste
     assert _pieces(tok, "a sign")[1] == "<unk>"
     vocab = shapes_vocabulary()
     assert vocab[:3] == ["<pad>", "</s>", "<unk>"] and len(set(vocab)) == len(vocab)
+
+
+def _caption_words() -> set[str]:
+    """Every word the Shapes caption grammar can emit (templates, verbs, synonyms, phrases)."""
+    texts = list(shapes._TEMPLATES) + list(shapes._VERBS) + list(shapes.COLOURS)
+    texts += [p for ps in shapes.SHAPE_SYNONYMS.values() for p in ps]
+    texts += [p for ps in shapes.DIRECTION_PHRASES.values() for p in ps]
+    texts += list(shapes._SHAPE_WORDS) + list(shapes._DIRECTION_WORDS)
+    words = set()
+    for text in texts:
+        words |= set(re.findall(r"[a-z]+", re.sub(r"\{[a-z]\}", "", text)))
+    return words
+
+
+def test_fixed_vocabulary_covers_the_caption_grammar_and_is_sorted():
+    """The vocabulary is frozen (token ids must not move); the data generator may only use its
+    words: a new caption word fails here, naming it."""
+    stems = {w[:-len(s)] for w in _caption_words() for s in SUFFIXES if w.endswith(s)}
+    whole = {w for w in _caption_words()
+             if not any(w.endswith(s) and w[:-len(s)] in ("left", "right", "up", "down")
+                        for s in SUFFIXES)}
+    missing = sorted((whole | (stems & {"left", "right", "up", "down"})) - set(WORDS))
+    assert not missing, f"Shapes caption words missing from the tokenizer vocabulary: {missing}"
+    assert list(WORDS) == sorted(WORDS)

@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from mgen_jax.checkpointing.transformers_folder import load_transformers_state_dict  # noqa: E402
 from mgen_jax.models.pure_model import PureModel  # noqa: E402
-from mgen_jax.models.text.t5_convert import (load_t5_encoder,  # noqa: E402
+from mgen_jax.checkpointing.t5_convert import (load_t5_encoder,  # noqa: E402
                                              t5_config_from_transformers)
 from mgen_jax.models.text.t5_encoder import T5Encoder  # noqa: E402
 from tests.torch_reference import perturbed, write_variant  # noqa: E402

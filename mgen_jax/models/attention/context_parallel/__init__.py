@@ -15,14 +15,10 @@ import math
 import jax
 from jax.sharding import PartitionSpec
 
+from mgen_jax.configs.registries import CONTEXT_PARALLEL
 from mgen_jax.models.attention import dot_product_attention
-from mgen_jax.parallel.context_attention.all_gather import all_gather_attention
-from mgen_jax.parallel.context_attention.ring import ring_attention
-from mgen_jax.parallel.context_attention.ulysses import ulysses_attention
 from mgen_jax.parallel.logical_rules import active_sharding, logical_to_spec
 
-STRATEGIES = {"all_gather": all_gather_attention, "ring": ring_attention,
-              "ulysses": ulysses_attention}
 QKV_AXES = ("act_batch", "act_seq", "act_heads", "act_kv")
 POSITION_AXES = ("act_batch", "act_seq")  # key mask, segment ids
 
@@ -34,9 +30,7 @@ def context_parallel_attention(q, k, v, key_mask=None, segment_ids=None, *, stra
     (q_seg [B, Lq], kv_seg [B, Lk]) or None) on global arrays. mesh / rules default to
     `active_sharding()`. `backend` picks the local kernel of "all_gather" and "ulysses"; "ring"
     computes its blocks itself."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"context parallel strategy {strategy!r} unknown; choose one of "
-                         f"{sorted(STRATEGIES)}")
+    body = CONTEXT_PARALLEL.load(strategy)  # unknown names fail here, listing the known ones
     if mesh is None or rules is None:
         active = active_sharding()
         if active is not None:
@@ -77,7 +71,6 @@ def context_parallel_attention(q, k, v, key_mask=None, segment_ids=None, *, stra
         specs["q_seg"] = specs["kv_seg"] = pos_spec
 
     axis_name = seq_axes[0] if len(seq_axes) == 1 else tuple(seq_axes)
-    body = STRATEGIES[strategy]
 
     def per_shard(a):
         return body(a["q"], a["k"], a["v"], a.get("key_mask"), a.get("q_seg"), a.get("kv_seg"),

@@ -17,7 +17,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
-from mgen_jax.training.train_state import TrainState
 
 SPATIAL, TEMPORAL = ("h", "w"), ("t",)
 
@@ -60,10 +59,12 @@ def grow_positions(params: dict, new_params_shapes: dict) -> dict:
     return jax.tree_util.tree_map_with_path(grow, jax.device_get(params), new_params_shapes)
 
 
-def grow_dit_checkpoint(src_checkpoints: str, dst_checkpoints: str, new_model, optimizer) -> int:
+def grow_dit_checkpoint(src_checkpoints: str, dst_checkpoints: str, new_model, new_state) -> int:
     """Checkpoint to checkpoint: read the newest DiT train state under `src_checkpoints`, grow its
     position tables to `new_model` (a PureModel of the next stage) and write step 0 of the next
-    stage, with a fresh optimizer state, under `dst_checkpoints`. Returns the source step."""
+    stage under `dst_checkpoints`: `new_state(params)` builds what is saved, e.g.
+    `lambda p: TrainState.create(p, optimizer)` for a fresh optimizer state (the train state is
+    the training layer's type; checkpointing only moves pytrees). Returns the source step."""
     src = PhaseCheckpointer(src_checkpoints)
     step = src.latest_step()
     if step is None:
@@ -74,6 +75,6 @@ def grow_dit_checkpoint(src_checkpoints: str, dst_checkpoints: str, new_model, o
     if dst.latest_step() is not None:
         raise FileExistsError(f"{dst_checkpoints} already holds checkpoints; refusing to overwrite")
     os.makedirs(dst_checkpoints, exist_ok=True)
-    dst.save(0, TrainState.create(jax.tree.map(np.asarray, params), optimizer),
+    dst.save(0, new_state(jax.tree.map(np.asarray, params)),
              meta={"grown_from": os.path.abspath(src_checkpoints), "source_step": int(step)})
     return int(step)

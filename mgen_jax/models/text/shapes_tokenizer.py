@@ -9,33 +9,34 @@ pieces of their own ("upwards" -> up ##wards, as a subword vocabulary splits it)
 evaluation prompt is the token that every upward caption trains. (With whole words, "up" alone
 appeared in a quarter of the upward captions and the quickstart generated vertical motion at
 chance.) It is a transformers fast tokenizer (a `tokenizers` WordPiece model) with T5's
-conventions: <pad> 0, </s> 1 appended, <unk> 2."""
-import functools
-import re
+conventions: <pad> 0, </s> 1 appended, <unk> 2.
 
-from data_pipelines import shapes
+The vocabulary is a fixed list, like the vocabulary file shipped with a real encoder: token ids
+must not move when the data generator changes. tests/models/test_shapes_tokenizer.py checks that
+it covers every word the Shapes captions (data_pipelines/shapes.py) and evaluation prompts use."""
+import functools
 
 SPECIALS = ("<pad>", "</s>", "<unk>")
-SUFFIXES = ("ward", "wards")  # leftward(s), rightward(s), upward(s), downward(s)
-_EXTRA_WORDS = ("fps", "camera", "a", "the", "of", "on", "in", "and", "is", "that", "with",
-                "moving", "going", "shape", "video", "static", "zoom", "pan", "tilt", "dolly",
-                "out", "left", "right", "up", "down")
+SUFFIXES = ("ward", "wards")  # leftward(s), rightward(s), upward(s), downward(s) -> stem ##suffix
+# Every whole word of the Shapes captions, prompts, FPS tag and camera labels, sorted; the
+# directional words appear as their stems ("upwards" is up ##wards).
+WORDS = (
+    'a', 'across', 'and', 'background', 'ball', 'black', 'block', 'blue', 'bottom', 'box',
+    'camera', 'circle', 'circles', 'climbing', 'cyan', 'dark', 'disc', 'disk', 'dolly', 'dot',
+    'down', 'drifting', 'dropping', 'falling', 'falls', 'fps', 'gliding', 'going', 'green',
+    'heading', 'in', 'is', 'keeps', 'left', 'magenta', 'moving', 'of', 'on', 'one', 'out',
+    'pan', 'red', 'right', 'rises', 'rising', 'round', 'shape', 'single', 'sinking', 'sliding',
+    'small', 'square', 'squares', 'static', 'steadily', 'that', 'the', 'tilt', 'to', 'top',
+    'towards', 'travelling', 'triangle', 'triangles', 'triangular', 'up', 'video', 'wedge',
+    'with', 'yellow', 'zoom',
+)
+DIGITS_AND_PUNCTUATION = tuple(str(i) for i in range(10)) + tuple(".,-:!?'\"")
 
 
 def shapes_vocabulary() -> list[str]:
-    words = set(_EXTRA_WORDS) | set(shapes.COLOURS)
-    texts = list(shapes._TEMPLATES) + list(shapes._VERBS)
-    texts += [p for ps in shapes.SHAPE_SYNONYMS.values() for p in ps]
-    texts += [p for ps in shapes.DIRECTION_PHRASES.values() for p in ps]
-    texts += list(shapes._SHAPE_WORDS) + list(shapes._DIRECTION_WORDS)
-    for text in texts:
-        words |= set(re.findall(r"[a-z]+", text.replace("{c}", "").replace("{s}", "")
-                                .replace("{v}", "").replace("{d}", "")))
-    stems = ("left", "right", "up", "down")
-    words -= {stem + suffix for stem in stems for suffix in SUFFIXES}
-    digits_and_punct = [str(i) for i in range(10)] + list(".,-:!?'\"")
-    return (list(SPECIALS) + sorted(words) + ["##" + suffix for suffix in SUFFIXES]
-            + digits_and_punct)
+    """Token strings in id order: specials, words, suffix pieces, digits and punctuation."""
+    return (list(SPECIALS) + list(WORDS) + ["##" + suffix for suffix in SUFFIXES]
+            + list(DIGITS_AND_PUNCTUATION))
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from mgen_jax.configs.tae import tae_config  # noqa: E402
-from mgen_jax.models.tae.diffusers_convert import (  # noqa: E402
+from mgen_jax.checkpointing.tae_diffusers_convert import (  # noqa: E402
     convert_diffusers_vae, init_tae_from_diffusers, load_diffusers_config,
     load_diffusers_state_dict, tae_config_from_diffusers, tae_with_inflation_init)
 

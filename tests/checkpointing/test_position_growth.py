@@ -8,7 +8,7 @@ import pytest
 from mgen_jax.configs.loading import load_config
 from mgen_jax.configs.text import text_config, text_shapes
 from mgen_jax.models.builders import build_dit
-from mgen_jax.models.dit.position_growth import (grow_dit_checkpoint, grow_positions,
+from mgen_jax.checkpointing.position_growth import (grow_dit_checkpoint, grow_positions,
                                                  stretch_table)
 from mgen_jax.training.optimizer import make_optimizer
 
@@ -66,10 +66,11 @@ def test_checkpoint_to_checkpoint_growth(tmp_path):
     from mgen_jax.training.train_state import TrainState
     cfg = load_config("experiments/quickstart.py:smoke", BASE)
     t2i, video = _model((1, 4, 4)), _model((6, 12, 12))
-    optimizer = make_optimizer(cfg.dit_train)
+    optimizer = make_optimizer(cfg.dit_optimizer, cfg.dit_train.steps)
     params = t2i.init(jax.random.key(0))
     PhaseCheckpointer(str(tmp_path / "t2i")).save(7, TrainState.create(params, optimizer))
-    assert grow_dit_checkpoint(str(tmp_path / "t2i"), str(tmp_path / "video"), video, optimizer) == 7
+    fresh = lambda p: TrainState.create(p, optimizer)  # noqa: E731
+    assert grow_dit_checkpoint(str(tmp_path / "t2i"), str(tmp_path / "video"), video, fresh) == 7
     dst = PhaseCheckpointer(str(tmp_path / "video"))
     assert dst.latest_step() == 0 and dst.read_meta(0)["source_step"] == 7
     abstract = jax.eval_shape(lambda p: TrainState.create(p, optimizer), video.abstract_params())
@@ -78,4 +79,4 @@ def test_checkpoint_to_checkpoint_growth(tmp_path):
     np.testing.assert_array_equal(state.params["blocks"]["ffn"]["up"]["kernel"],
                                   params["blocks"]["ffn"]["up"]["kernel"])
     with pytest.raises(FileExistsError):
-        grow_dit_checkpoint(str(tmp_path / "t2i"), str(tmp_path / "video"), video, optimizer)
+        grow_dit_checkpoint(str(tmp_path / "t2i"), str(tmp_path / "video"), video, fresh)

@@ -1,0 +1,140 @@
+"""Every extension point of mgen_jax, one registry each (configs/registry.py explains the form).
+
+To add a DiT size, an attention kernel, a remat policy, a context-parallel strategy, a text
+encoder, a data source, a benchmark or a job: write its code in the owning package, add one
+entry here. `validate()`, `mgen --help` and the error messages pick it up; README "Extending
+mgen_jax" walks through each.
+"""
+from mgen_jax.configs.registry import Entry, Registry
+
+# -- sizes (values) ------------------------------------------------------------------------------
+DIT_PRESETS = Registry("DiT size", "", {
+    "tiny": Entry(dict(width=128, depth=4, num_heads=4, mlp_dim=352, max_positions=(16, 32, 32)),
+                  "tests and the quickstart"),
+    # The scaling-study sizes below 30B are not published; 1b and 5b follow the ladder of the
+    # public mindone reproduction (moviegen_spec.md section 2.4). Tables as in the 768 px stage.
+    "1b": Entry(dict(width=1536, depth=24, num_heads=16, mlp_dim=4096, max_positions=(32, 96, 96)),
+                "0.94 B (mindone's ladder)"),
+    "5b": Entry(dict(width=3072, depth=32, num_heads=24, mlp_dim=8192, max_positions=(32, 96, 96)),
+                "4.9 B (mindone's ladder)"),
+    # The paper's 30B backbone: 48 layers, width 6144, 48 heads of 128, SwiGLU FFN 16384.
+    "30b": Entry(dict(width=6144, depth=48, num_heads=48, mlp_dim=16384,
+                      max_positions=(32, 96, 96)), "Movie Gen's 30B backbone (29.36 B)"),
+})
+
+# -- model code ----------------------------------------------------------------------------------
+# per_shard: a kernel the SPMD partitioner cannot split (Pallas) or splits badly (scans over the
+# sequence): on a mesh it runs per shard under shard_map (models/attention/context_parallel/).
+ATTENTION_BACKENDS = Registry("attention backend", "mgen_jax.models.attention", {
+    "xla": Entry("mgen_jax.models.attention.xla:xla_attention",
+                 "plain XLA, materialises the scores (reference)"),
+    "chunked": Entry("mgen_jax.models.attention.chunked:chunked_attention",
+                     "pure-JAX flash-style blocks, memory linear in length, any platform",
+                     {"per_shard": True}),
+    "cudnn": Entry("mgen_jax.models.attention.cudnn:cudnn_attention",
+                   "cuDNN fused flash attention (NVIDIA GPU)"),
+    "splash": Entry("mgen_jax.models.attention.splash:splash_attention",
+                    "Pallas splash attention (TPU)", {"per_shard": True}),
+    "auto": Entry("mgen_jax.models.attention.platform_choice:platform_backend",
+                  "the platform's best: splash on TPU, cudnn on CUDA GPUs, chunked elsewhere"),
+})
+
+CONTEXT_PARALLEL = Registry("context-parallel strategy", "mgen_jax.models.attention", {
+    "all_gather": Entry("mgen_jax.models.attention.context_parallel.all_gather:all_gather_attention",
+                        "all-gather K/V over 'context' (Movie Gen)"),
+    "ring": Entry("mgen_jax.models.attention.context_parallel.ring:ring_attention",
+                  "K/V blocks circulate by ppermute, online softmax"),
+    "ulysses": Entry("mgen_jax.models.attention.context_parallel.ulysses:ulysses_attention",
+                     "all-to-all sequence <-> heads"),
+})
+
+REMAT_POLICIES = Registry("remat policy", "mgen_jax.models.dit", {
+    "none": Entry("mgen_jax.models.dit.remat:keep_everything", "nothing recomputed"),
+    "full": Entry("mgen_jax.models.dit.remat:save_nothing",
+                  "keep only each layer's input, recompute the block"),
+    "save_dots": Entry("mgen_jax.models.dit.remat:save_weight_matmuls",
+                       "keep matmuls against weights, recompute the rest"),
+    "save_attention_out": Entry("mgen_jax.models.dit.remat:save_attention_out",
+                                "keep only the self-attention output"),
+    "offload": Entry("mgen_jax.models.dit.remat:offload_attention_out",
+                     "the self-attention output kept in pinned host memory (TPU/GPU)"),
+})
+
+# An encoder architecture family: its NNX module, and (for checkpoints) the loader of a
+# transformers folder and the converter of its config.json.
+TEXT_ENCODER_KINDS = Registry("text encoder kind", ("mgen_jax.models.text", "mgen_jax.checkpointing",
+                                                   "mgen_jax.configs"), {
+    "t5": Entry("mgen_jax.models.text.t5_encoder:T5Encoder",
+                "T5 v1.1 / UL2 / ByT5 / original T5 encoder",
+                {"preset_config": "mgen_jax.configs.text_encoders:t5_config",
+                 "load_folder": "mgen_jax.checkpointing.t5_convert:load_t5_encoder",
+                 "config_from_transformers":
+                     "mgen_jax.checkpointing.t5_convert:t5_config_from_transformers",
+                 "model_types": ("t5", "mt5", "umt5"), "pooled_output": False,
+                 "width_key": "d_model"}),
+    "clip": Entry("mgen_jax.models.text.clip_text:CLIPTextTransformer",
+                  "CLIP / MetaCLIP text tower",
+                  {"preset_config": "mgen_jax.configs.text_encoders:clip_text_config",
+                   "load_folder": "mgen_jax.checkpointing.clip_convert:load_clip_text",
+                   "config_from_transformers":
+                       "mgen_jax.checkpointing.clip_convert:clip_config_from_transformers",
+                   "model_types": ("clip", "clip_text_model"), "pooled_output": True,
+                   "width_key": "hidden_size"}),
+})
+
+# The published encoders `mgen convert` / `mgen text-embed` take (--encoder): name -> kind.
+TEXT_ENCODERS = Registry("text encoder", "", {
+    "ul2": Entry("t5", "UL2 (Movie Gen's prompt encoder)"),
+    "byt5": Entry("t5", "ByT5 (Movie Gen's visual-text encoder)"),
+    "t5": Entry("t5", "T5 / T5 v1.1 (the audio model's text encoder)"),
+    "metaclip": Entry("clip", "MetaCLIP text tower (Movie Gen's long-prompt encoder)"),
+})
+
+MESH_RULES = Registry("logical-rules preset", "mgen_jax.parallel", {
+    "default": Entry("mgen_jax.parallel.logical_rules:DEFAULT_RULES",
+                     "FSDP + Megatron tensor + sequence + context parallelism"),
+    "no_sequence_parallel": Entry("mgen_jax.parallel.logical_rules:NO_SEQUENCE_PARALLEL_RULES",
+                                  "the same, residual stream replicated over 'tensor'"),
+})
+
+SCHEDULES = Registry("sampling schedule", "mgen_jax.flow", {
+    "linear": Entry("mgen_jax.flow.schedules:linear_schedule", "uniform steps in t"),
+    "linear_quadratic": Entry("mgen_jax.flow.schedules:linear_quadratic_schedule",
+                              "Movie Gen: linear first half, quadratic to t = 1"),
+})
+
+SAMPLERS = Registry("ODE sampler", "mgen_jax.flow", {
+    "euler": Entry("mgen_jax.flow.samplers:euler_sample", "first-order Euler (Movie Gen)"),
+})
+
+# -- data, jobs, tools ---------------------------------------------------------------------------
+DATA_SOURCES = Registry("data source", "data_pipelines", {
+    "shapes": Entry("data_pipelines.shapes_writer:write_shapes_source",
+                    "synthetic Shapes clips generated in code (data.num_clips, frames, size)"),
+})
+
+# A job is what `mgen train` runs for cfg.job, then `mgen eval` (and the end of `mgen train`)
+# evaluates with `evaluate`.
+JOBS = Registry("job", ("mgen_jax.training", "mgen_jax.evaluation"), {
+    "text_to_video": Entry("mgen_jax.training.text_to_video_job:run_text_to_video",
+                           "data -> TAE -> latents -> DiT; evaluated on held-out prompts",
+                           {"evaluate": "mgen_jax.evaluation.heldout:evaluate_workdir"}),
+    "tae": Entry("mgen_jax.training.tae_job:run_tae",
+                 "data -> TAE; evaluated by held-out reconstruction",
+                 {"evaluate": "mgen_jax.evaluation.tae_report:evaluate_tae_workdir"}),
+})
+
+BENCHMARKS = Registry("benchmark", "mgen_jax.benchmarks", {
+    "dit": Entry("mgen_jax.benchmarks.dit_step:dit_bench",
+                 "DiT train step vs same-process matmul peak; attention memory"),
+    "tae": Entry("mgen_jax.benchmarks.tae_throughput:tae_bench",
+                 "TAE encode/decode frames/s and peak memory vs clip length"),
+    "text": Entry("mgen_jax.benchmarks.text_encoders:text_bench",
+                  "text encoders' tokens/s vs same-process matmul peak"),
+})
+
+ALL = {"dit.size": DIT_PRESETS, "dit.attention": ATTENTION_BACKENDS,
+       "dit.context_parallel": CONTEXT_PARALLEL, "dit.remat": REMAT_POLICIES,
+       "text.encoders.*.kind": TEXT_ENCODER_KINDS, "--encoder": TEXT_ENCODERS,
+       "mesh.rules": MESH_RULES, "flow.schedule": SCHEDULES, "flow.sampler": SAMPLERS,
+       "data.source": DATA_SOURCES, "job": JOBS, "mgen bench": BENCHMARKS}

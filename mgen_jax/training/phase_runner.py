@@ -1,0 +1,94 @@
+"""The generic phase runner: restore-or-init one model's TrainState, jit its step with explicit
+shardings, train it to `<phase>_train.steps` with checkpoints, metrics and progress.
+
+Every phase of a job (tae, dit) goes through `train_phase`; a phase whose final checkpoint exists
+returns at once, so re-running a killed job resumes where it stopped."""
+from typing import Callable
+
+import jax
+
+from mgen_jax.checkpointing.manager import PhaseCheckpointer
+from mgen_jax.parallel.logical_rules import rules_from_preset
+from mgen_jax.parallel.mesh import build_mesh
+from mgen_jax.training.loop import run_training
+from mgen_jax.training.metrics import MetricsWriter
+from mgen_jax.training.optimizer import make_optimizer
+from mgen_jax.training.sharded_training import (abstract_train_state, batch_shardings,
+                                                init_train_state, jit_train_step,
+                                                to_device_batch, train_state_shardings)
+from mgen_jax.workdir import checkpoint_dir, data_dir
+from data_pipelines.grain_pipeline import make_train_iterator
+
+# Each phase draws its init and step keys from its own stream of the experiment seed.
+PHASE_SEEDS = {"tae": 1, "dit": 2}
+
+
+class JobContext:
+    """What every phase of one job shares: config, workdir, mesh and rules, the root key."""
+
+    def __init__(self, cfg, workdir: str, show_progress: bool = True):
+        self.cfg, self.workdir, self.show_progress = cfg, workdir, show_progress
+        self.mesh = build_mesh(cfg.mesh)
+        self.rules = rules_from_preset(cfg.mesh.rules)
+        self.key = jax.random.key(cfg.seed)
+        self.data_dir = data_dir(cfg, workdir)
+
+    def phase_key(self, phase: str, stream: int) -> jax.Array:
+        """stream 0: parameter init; 1: the per-step keys."""
+        return jax.random.fold_in(jax.random.fold_in(self.key, PHASE_SEEDS[phase]), stream)
+
+    def iterator(self, directory: str, batch_size: int, seed: int, decode=None):
+        """This process's share of a global batch from a dataset directory (resumable)."""
+        local = batch_size // jax.process_count()
+        kwargs = {} if decode is None else {"decode": decode}
+        return make_train_iterator(directory, batch_size=local, seed=seed,
+                                   process_index=jax.process_index(),
+                                   process_count=jax.process_count(), **kwargs)
+
+
+def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
+                make_step: Callable, iterator, example_batch, frozen=None, frozen_shardings=None,
+                meta: dict | None = None, compile_steps: Callable | None = None):
+    """Restore-or-init, then train `model` to train_cfg.steps; returns (TrainState, frozen).
+
+    make_step(optimizer) -> step_fn(state, [frozen,] batch, key) -> (state, metrics).
+    frozen: a pytree passed to every step and saved with the checkpoint (frozen encoders).
+    compile_steps(step_fn, jit) -> callable step, for phases that alternate several compiled
+    programs (the TAE's image and video steps); default: jit(step_fn)."""
+    optimizer = make_optimizer(optimizer_cfg, train_cfg.steps)
+    state_sh = train_state_shardings(model, optimizer, ctx.mesh, ctx.rules)
+    ckpt = PhaseCheckpointer(checkpoint_dir(ctx.workdir, phase), keep=train_cfg.keep_checkpoints)
+    latest = ckpt.latest_step()
+    if latest is not None:
+        abstract_frozen = None
+        if frozen is not None:
+            abstract_frozen = jax.tree.map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), frozen,
+                frozen_shardings)
+        state, restored_frozen, _ = ckpt.restore(
+            latest, abstract_train_state(model, optimizer, state_sh),
+            abstract_frozen=abstract_frozen, iterator=iterator)
+        frozen = restored_frozen if frozen is not None else None
+        print(f"[{phase}] resumed from step {latest}")
+    else:
+        state = init_train_state(model, optimizer, ctx.phase_key(phase, 0), state_sh)
+    if int(jax.device_get(state.step)) >= train_cfg.steps:
+        return state, frozen
+    batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
+    extra = () if frozen is None else (frozen,)
+
+    def jit(step_fn):
+        return jit_train_step(step_fn, ctx.mesh, ctx.rules, state_sh, batch_sh,
+                              () if frozen is None else (frozen_shardings,))
+
+    step_fn = make_step(optimizer)
+    jitted = jit(step_fn) if compile_steps is None else compile_steps(step_fn, jit)
+    writer = MetricsWriter(ctx.workdir, phase)
+    state = run_training(
+        phase=phase, step_fn=jitted, state=state, num_steps=train_cfg.steps, iterator=iterator,
+        to_device=lambda b: to_device_batch(b, batch_sh), key=ctx.phase_key(phase, 1),
+        checkpointer=ckpt, writer=writer, log_every=train_cfg.log_every,
+        checkpoint_every=train_cfg.checkpoint_every, extra_args=extra, frozen=frozen, meta=meta,
+        show_progress=ctx.show_progress)
+    writer.close()
+    return state, frozen

@@ -1,0 +1,90 @@
+"""A training workdir: the config it belongs to and where each phase keeps its files.
+
+    <workdir>/config.json            the resolved config (a workdir belongs to one config)
+    <workdir>/data/                  the dataset the job wrote (unless data.dir points elsewhere)
+    <workdir>/text_cache/            cached text embeddings (text.precompute=True)
+    <workdir>/latents/               TAE latents + text fields, precomputed once
+    <workdir>/checkpoints/<phase>/   Orbax checkpoints of one phase (tae, dit)
+    <workdir>/metrics.jsonl, tensorboard/, eval/, eval.json
+
+A leaf: it imports nothing from the package, so every layer (training writes a workdir,
+inference and evaluation read one, the CLI checks one) may use it.
+"""
+import json
+import os
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+
+
+class WorkdirError(ValueError):
+    """A workdir that cannot be used as asked; the message names the folder and what is wrong."""
+
+
+def config_path(workdir: str) -> str:
+    return os.path.join(workdir, CONFIG_FILE)
+
+
+def data_dir(cfg, workdir: str) -> str:
+    return cfg.data.dir or os.path.join(workdir, "data")
+
+
+def text_cache_dir(workdir: str) -> str:
+    return os.path.join(workdir, "text_cache")
+
+
+def latents_dir(workdir: str) -> str:
+    return os.path.join(workdir, "latents")
+
+
+def checkpoint_dir(workdir: str, phase: str) -> str:
+    return os.path.join(workdir, "checkpoints", phase)
+
+
+def eval_dir(workdir: str) -> str:
+    return os.path.join(workdir, "eval")
+
+
+def eval_report_path(workdir: str) -> str:
+    return os.path.join(workdir, "eval.json")
+
+
+def _config_json(cfg: ml_collections.ConfigDict) -> dict:
+    return json.loads(cfg.to_json_best_effort(sort_keys=True))
+
+
+def claim_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """Create the workdir for this config, or check that it already belongs to it: resuming with
+    a different config is refused, naming the keys that differ. The file is written atomically."""
+    os.makedirs(workdir, exist_ok=True)
+    path, new = config_path(workdir), _config_json(cfg)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise WorkdirError(f"{workdir} was created with a different config (differs in "
+                               f"{diff}); use a new --workdir")
+        return
+    with open(path + ".tmp", "w") as f:
+        json.dump(new, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with; a clear error if the folder is not a workdir."""
+    if not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir} does not exist (train into it first with "
+                           "`mgen train --config=... --workdir=...`)")
+    path = config_path(workdir)
+    if not os.path.exists(path):
+        raise WorkdirError(f"{workdir} holds no {CONFIG_FILE}: not an mgen training workdir")
+    with open(path) as f:
+        return ml_collections.ConfigDict(_lists_to_tuples(json.load(f)))
+
+
+def _lists_to_tuples(d):
+    if isinstance(d, dict):
+        return {k: _lists_to_tuples(v) for k, v in d.items()}
+    return tuple(d) if isinstance(d, list) else d
