@@ -62,7 +62,8 @@ def test_train_writes_metrics_checkpoints_and_eval(trained):
 def test_sample_writes_playable_mp4(trained, tmp_path):
     out = tmp_path / "samples"
     proc = _mgen("sample", f"--workdir={trained}", "--prompt", "a green square moving up",
-                 "--prompt", "a red circle moving left", f"--out={out}", "--steps=3", "--scale=2")
+                 "--prompt", "a red circle moving left", f"--out={out}", "--steps=3", "--scale=2",
+                 "--guidance=2.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     mapping = json.loads((out / "samples.json").read_text())
     assert set(mapping) == {"a green square moving up", "a red circle moving left"}
