@@ -18,6 +18,8 @@ def _subparsers(parser, prefix=("mgen",)):
 
 
 def test_every_flag_says_what_it_does():
+    walked = {" ".join(path) for path, _ in _subparsers(cli.build_parser())}
+    assert {"mgen train", "mgen sample", "mgen data precompute-text", "mgen config show"} <= walked
     undocumented = [f"{' '.join(path)} {action.option_strings or action.dest}"
                     for path, parser in _subparsers(cli.build_parser())
                     for action in parser._actions

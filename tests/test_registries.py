@@ -31,7 +31,12 @@ def test_every_target_resolves_inside_its_owner(key):
             f"{key} {name}: {target} is outside {owners}")
         if module.endswith(".splash") or module.endswith(".cudnn"):
             importlib.import_module(module)  # platform kernels: importable here, run elsewhere
-        assert registry.load(name, part) is not None
+        loaded = registry.load(name, part)
+        attribute = target.partition(":")[2]
+        if callable(loaded):  # defined in that module, not re-exported from another layer
+            assert (loaded.__module__, loaded.__name__) == (module, attribute), target
+        else:  # a table (the mesh rules): logical axis names -> mesh axes
+            assert isinstance(loaded, dict) and loaded, target
 
 
 def test_unknown_names_list_the_choices():

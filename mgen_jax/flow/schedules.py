@@ -22,8 +22,9 @@ def linear_quadratic_schedule(steps: int, reference_steps: int = 250) -> np.ndar
     lin = steps // 2
     quad = steps - lin
     tau = lin / reference_steps
-    if not 0.0 < tau < 1.0:
-        raise ValueError(f"reference_steps={reference_steps} must exceed steps//2={lin}")
+    if reference_steps < steps:  # the quadratic would bend down and overshoot t = 1
+        raise ValueError(f"linear-quadratic schedule: reference_steps={reference_steps} must be "
+                         f">= steps={steps} (flow.lq_reference_steps vs the sampling steps)")
     d = lin - tau * steps
     a = d / (lin * quad ** 2)
     b = tau / lin - 2.0 * d / quad ** 2

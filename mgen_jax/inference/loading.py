@@ -55,4 +55,5 @@ def load_text_to_video(workdir: str) -> TextToVideo:
         text_params = text_encoder_params(cfg.text, text_encoders,
                                           jax.tree.map(lambda a: a.sharding, abstract_text))
     return TextToVideo(cfg, tae_params=tae_params, text_params=text_params, dit_params=dit_params,
-                       latent_shift=meta["latent_shift"], latent_scale=meta["latent_scale"])
+                       latent_shift=meta["latent_shift"], latent_scale=meta["latent_scale"],
+                       mesh=mesh, rules=rules)

@@ -15,12 +15,16 @@ from mgen_jax.models.builders import build_dit, build_tae, build_text_encoders
 from mgen_jax.models.tae.latent_scaling import denormalize_latents
 from mgen_jax.models.tae.video_range import float_to_video, video_to_float
 from mgen_jax.models.text.text_inputs import tokenize_prompts
+from mgen_jax.parallel.logical_rules import activation_sharding
 
 
 class TextToVideo:
     def __init__(self, cfg, *, tae_params, text_params, dit_params, latent_shift: float,
-                 latent_scale: float):
+                 latent_scale: float, mesh, rules):
+        """mesh, rules: the DiT's activation sharding while sampling (those the params were
+        placed with); None, None samples deliberately unsharded."""
         self.cfg = cfg
+        self.mesh, self.rules = mesh, rules
         self.tae, self.text_encoders, self.dit = build_tae(cfg), build_text_encoders(cfg), build_dit(cfg)
         self.params = {"tae": tae_params, "text": text_params, "dit": dit_params}
         self.latent_shift, self.latent_scale = latent_shift, latent_scale
@@ -46,7 +50,8 @@ class TextToVideo:
 
         velocity = guided_velocity(model_fn, tokens, uncond, guidance_scale)
         x0 = jax.random.normal(key, latent_shape, jnp.float32)
-        z = SAMPLERS.load(self.cfg.flow.sampler)(velocity, x0, np.asarray(ts))
+        with activation_sharding(self.mesh, self.rules):  # traces the DiT
+            z = SAMPLERS.load(self.cfg.flow.sampler)(velocity, x0, np.asarray(ts))
         z = denormalize_latents(z, self.latent_shift, self.latent_scale)
         return float_to_video(self.tae.bind(params["tae"]).decode_tiled(z, frames))
 

@@ -30,6 +30,7 @@ class PureModel:
         return nnx.to_pure_dict(self.abstract_state)
 
     def shardings(self, mesh: Mesh, rules: dict) -> dict:
+        """Parameter shardings (dimensions the mesh does not divide are replicated and logged)."""
         return param_shardings(self.abstract_state, mesh, rules)
 
     def init(self, key: jax.Array, shardings: dict | None = None) -> dict:
@@ -39,6 +40,9 @@ class PureModel:
         return jax.jit(make, out_shardings=shardings)(key)
 
     def bind(self, params: dict) -> nnx.Module:
+        """The module on `params`. Modules that constrain activations (the DiT) must then be
+        called inside `activation_sharding(mesh, rules)` or `unsharded()`
+        (parallel/logical_rules.py)."""
         state = jax.tree.map(lambda v: v, self.abstract_state)  # fresh Variables
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(self.graphdef, state)

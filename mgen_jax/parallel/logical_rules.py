@@ -2,6 +2,11 @@
 
 Parameters and large activations name their dimensions logically ('embed', 'mlp', 'act_batch',
 ...). A preset maps each name to mesh axes; experiments pick a preset by name.
+
+Activation constraints need a mesh and rules, and nothing supplies them by default: the caller
+of model code declares them, `activation_sharding(mesh, rules)` (sharded) or `unsharded()`
+(deliberately not), as a context or a decorator; model code run outside both raises
+`ShardingContextError`.
 """
 import contextlib
 import contextvars
@@ -85,7 +90,7 @@ class ShardingContextError(RuntimeError):
     """Model code asked for the activation sharding and no caller declared one."""
 
 
-_NOT_DECLARED = ShardingContextError(
+_NOT_DECLARED = (
     "no activation sharding declared: code that constrains activations (the DiT's blocks, "
     "context-parallel attention) must run inside `activation_sharding(mesh, rules)` (what "
     "jit_train_step and TextToVideo enter) or, deliberately unsharded (one device, tests), "
@@ -119,7 +124,7 @@ def active_sharding() -> tuple[Mesh, dict] | None:
     ShardingContextError outside both."""
     active = _ACTIVE.get()
     if active is None:
-        raise _NOT_DECLARED
+        raise ShardingContextError(_NOT_DECLARED)
     return None if active[0] is None else active
 
 

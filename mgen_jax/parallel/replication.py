@@ -7,6 +7,8 @@ import math
 import jax
 from jax.sharding import NamedSharding
 
+from mgen_jax.parallel.sharding import param_path
+
 
 def _is_fully_replicated(sharding) -> bool:
     if isinstance(sharding, NamedSharding):
@@ -38,11 +40,12 @@ def replicated_fraction(param_shardings, abstract_params) -> float:
 
 
 def replicated_parameters(param_shardings, abstract_params, top: int = 5) -> list:
-    """The largest fully replicated parameters: [(path, elements)], for reports."""
+    """The largest fully replicated parameters: [(path "a/b/kernel", elements)], for reports.
+    (Those replicated only because the mesh does not divide them: sharding.undivided_parameters.)"""
     out = []
     flat_sh = jax.tree_util.tree_flatten_with_path(param_shardings)[0]
     flat_p = jax.tree.leaves(abstract_params)
     for (path, sharding), p in zip(flat_sh, flat_p):
         if _is_fully_replicated(sharding):
-            out.append((jax.tree_util.keystr(path), math.prod(p.shape)))
+            out.append((param_path(path), math.prod(p.shape)))
     return sorted(out, key=lambda x: -x[1])[:top]

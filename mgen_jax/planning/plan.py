@@ -17,6 +17,7 @@ Pallas kernels (splash attention) are custom calls whose FLOPs XLA cannot see un
 carries a cost estimate; the plan reports them and a ratio with the attention core left out.
 """
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -202,6 +203,7 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
     from mgen_jax.parallel.logical_rules import rules_from_preset
     from mgen_jax.parallel.mesh import build_mesh
     from mgen_jax.parallel.replication import replicated_fraction, replicated_parameters
+    from mgen_jax.parallel.sharding import undivided_parameters
     from mgen_jax.planning import hlo
     from mgen_jax.planning.collectives import collectives_summary
 
@@ -336,6 +338,7 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
 
     params_sh = main["state_shardings"].params
     abstract_params = main["dit"].abstract_params()
+    undivided = undivided_parameters(main["dit"].abstract_state, mesh, rules)
     plan = {
         "topology": topology,
         "chip": {"generation": chip.name, "device_kind": devices[0].device_kind,
@@ -357,6 +360,10 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
         "largest_replicated_parameters": [
             {"path": p, "elements": n} for p, n in replicated_parameters(params_sh,
                                                                           abstract_params)],
+        # Parameter dimensions replicated only because their mesh axes do not divide them.
+        "undivided_parameters": {
+            "count": len(undivided),
+            "parameters": [dataclasses.asdict(u) for u in undivided]},
         "compile_seconds": {"lower": main["lower_s"], "compile": main["compile_s"],
                             "flops_variant": variant_compile_s,
                             "total_plan": time.perf_counter() - t_start},
@@ -419,6 +426,13 @@ def format_plan(plan: dict) -> str:
     else:
         rows.append(("xla estimate", "n/a"))
     rows.append(("replicated", f"{100 * plan['replicated_parameter_fraction']:.3f}% of params"))
+    undivided = plan["undivided_parameters"]
+    rows.append(("", f"{undivided['count']} parameter dimension(s) replicated because the mesh "
+                     "does not divide them"))
+    for u in undivided["parameters"][:10]:
+        rows.append(("", f"  {u['path']} {tuple(u['shape'])}: dim {u['dim']} "
+                         f"({u['logical_axis']}) over {'x'.join(u['mesh_axes'])} = "
+                         f"{u['mesh_size']}"))
     cs = plan["compile_seconds"]
     rows.append(("compile", f"lower {cs['lower']:.1f} s + compile {cs['compile']:.1f} s"
                             + (f" (+ {cs['flops_variant']:.1f} s flops variant)"

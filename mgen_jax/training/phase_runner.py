@@ -16,8 +16,9 @@ from mgen_jax.training.optimizer import make_optimizer
 from mgen_jax.training.sharded_training import (abstract_train_state, batch_shardings,
                                                 init_train_state, jit_train_step,
                                                 to_device_batch, train_state_shardings)
-from mgen_jax.workdir import checkpoint_dir, data_dir
+from mgen_jax.workdir import checkpoint_dir, claim_workdir, data_dir
 from data_pipelines.grain_pipeline import make_train_iterator
+from data_pipelines.sources import prepare_data
 
 # Each phase draws its init and step keys from its own stream of the experiment seed.
 PHASE_SEEDS = {"tae": 1, "dit": 2}
@@ -44,6 +45,15 @@ class JobContext:
         return make_train_iterator(directory, batch_size=local, seed=seed,
                                    process_index=jax.process_index(),
                                    process_count=jax.process_count(), **kwargs)
+
+
+def prepare_workdir(cfg, workdir: str, show_progress: bool = True) -> JobContext:
+    """A job's first step: claim the workdir for this config, write cfg.data.source's data
+    (skipped when already there), and return the context its phases share."""
+    claim_workdir(cfg, workdir)
+    ctx = JobContext(cfg, workdir, show_progress)
+    prepare_data(cfg.data, ctx.data_dir)
+    return ctx
 
 
 def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,

@@ -14,7 +14,9 @@ from mgen_jax.training.train_state import TrainState
 
 def train_state_shardings(model: PureModel, optimizer: optax.GradientTransformation,
                           mesh: Mesh, rules: dict) -> TrainState:
-    """Optimizer moments follow their parameter's sharding; scalars are replicated."""
+    """Optimizer moments follow their parameter's sharding; scalars are replicated. Parameter
+    dimensions the mesh does not divide are replicated and logged once, here (param_shardings;
+    the list: parallel/sharding.py:undivided_parameters)."""
     params_sh = model.shardings(mesh, rules)
     abstract = jax.eval_shape(lambda p: TrainState.create(p, optimizer), model.abstract_params())
     opt_sh = optax.tree_map_params(optimizer, lambda _, s: s, abstract.opt_state, params_sh,
@@ -48,7 +50,8 @@ def to_device_batch(batch: dict, shardings: dict) -> dict:
 def jit_train_step(step_fn: Callable, mesh: Mesh, rules: dict, state_shardings: TrainState,
                    batch_sh: dict, extra_shardings: tuple = ()) -> Callable:
     """step_fn(state, *extra, batch, key) -> (state, metrics), jitted with explicit shardings,
-    the state donated, and activations constrained by the logical rules while tracing."""
+    the state donated, and traced inside `activation_sharding(mesh, rules)`: the model's
+    activations are constrained by the logical rules."""
     repl = replicated(mesh)
 
     def traced_step(*args):

@@ -5,7 +5,7 @@ its own; the CLI then scores it on held-out clips (evaluation/tae_report.py)."""
 import ml_collections
 
 from mgen_jax.training.tae_phase import train_tae
-from mgen_jax.training.text_to_video_job import prepare_workdir
+from mgen_jax.training.phase_runner import prepare_workdir
 
 
 def run_tae(cfg: ml_collections.ConfigDict, workdir: str, *, show_progress: bool = True) -> None:

@@ -6,22 +6,11 @@ Evaluation is the CLI's next step (configs/registries.py:JOBS names it), not the
 import jax
 import ml_collections
 
-from data_pipelines.sources import prepare_data
 from mgen_jax.models.builders import autoencoder_params
 from mgen_jax.training.dit_phase import train_dit
-from mgen_jax.training.phase_runner import JobContext
+from mgen_jax.training.phase_runner import prepare_workdir
 from mgen_jax.training.precompute_phase import encode_latents
 from mgen_jax.training.tae_phase import train_tae
-from mgen_jax.workdir import claim_workdir
-
-
-def prepare_workdir(cfg: ml_collections.ConfigDict, workdir: str,
-                    show_progress: bool = True) -> JobContext:
-    """Claim the workdir for this config and write cfg.data.source's data (skipped when there)."""
-    claim_workdir(cfg, workdir)
-    ctx = JobContext(cfg, workdir, show_progress)
-    prepare_data(cfg.data, ctx.data_dir)
-    return ctx
 
 
 def run_text_to_video(cfg: ml_collections.ConfigDict, workdir: str, *,

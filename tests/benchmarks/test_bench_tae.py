@@ -19,13 +19,26 @@ def test_bench_tae_quick_reports_flat_tiled_memory(tmp_path, capsys):
     assert r["model"]["temporal_compression"] == 8 and r["model"]["spatial_compression"] == 8
     frames = [row["frames"] for row in r["memory"]]
     assert frames == sorted(frames) and len(frames) >= 2
+    model = r["model"]
+    h, w, z = model["height"], model["width"], model["z_channels"]
     for row in r["memory"]:
         for name in ("encode_tiled", "decode_tiled"):
             m = row[name]
             assert m["peak_bytes"] == (m["argument_bytes"] + m["output_bytes"] + m["temp_bytes"]
-                                       - m["alias_bytes"]) > 0
+                                       - m["alias_bytes"])
+        # Sizes from the shapes (float32): the clip, and its latent (8x smaller in t, h and w).
+        video_bytes = 4 * row["frames"] * h * w * 3
+        latent_bytes = 4 * (row["frames"] // 8) * (h // 8) * (w // 8) * z
+        enc, dec = row["encode_tiled"], row["decode_tiled"]
+        assert dec["output_bytes"] == video_bytes  # the decoded clip
+        assert 2 * latent_bytes <= enc["output_bytes"] < 2 * latent_bytes + 1024  # mean, log-var
+        # Encoder and decoder each take only their half of the weights: together, every parameter.
+        assert (enc["argument_bytes"] - video_bytes) + (dec["argument_bytes"] - latent_bytes) == (
+            4 * model["num_params"])
     growth = r["memory_growth"]
     assert growth["decode_tiled"]["temp_ratio"] < 1.2 < growth["decode_untiled"]["temp_ratio"]
+    assert [row["frames"] for row in r["throughput"]] == [32]  # --quick times the 32-frame clip
     for row in r["throughput"]:
-        assert math.isfinite(row["encode_frames_per_s"]) and row["encode_frames_per_s"] > 0
-        assert math.isfinite(row["decode_frames_per_s"]) and row["decode_frames_per_s"] > 0
+        for kind in ("encode", "decode"):  # frames/s of the timed (median) run, a finite rate
+            assert math.isfinite(row[f"{kind}_frames_per_s"])
+            assert row[f"{kind}_frames_per_s"] == row["frames"] / row[f"{kind}_seconds"]

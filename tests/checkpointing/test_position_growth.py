@@ -8,6 +8,7 @@ import pytest
 from mgen_jax.configs.loading import load_config
 from mgen_jax.configs.text import text_config, text_shapes
 from mgen_jax.models.builders import build_dit
+from mgen_jax.parallel.logical_rules import unsharded
 from mgen_jax.checkpointing.position_growth import (grow_dit_checkpoint, grow_positions,
                                                  stretch_table)
 from mgen_jax.training.optimizer import make_optimizer
@@ -29,6 +30,7 @@ def test_stretch_keeps_old_rows_at_multiples_and_interpolates_between():
     np.testing.assert_array_equal(stretch_table(old, 12)[::3], old)
 
 
+@unsharded()  # calls the DiT directly, deliberately without sharding constraints
 def test_stage_growth_t2i_to_video_keeps_image_outputs():
     t2i, video = _model((1, 4, 4)), _model((6, 8, 8))
     params = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape),

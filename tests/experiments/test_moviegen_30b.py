@@ -44,7 +44,11 @@ def test_768_stage_is_one_sample_per_8_chips_with_the_papers_tp_and_cp():
     cfg = load_config(f"{SPEC}:t2iv_768")
     assert cfg.dit_train.batch_size == 32 and (cfg.data.height, cfg.data.frames) == (768, 256)
     assert cfg.mesh.tensor == 4 and cfg.mesh.context <= 2
-    assert 256 // cfg.dit_train.batch_size == 8
+    # 256 chips, one sample per 8: the batch is split over data x fsdp (one sample per shard)
+    # and each sample over the context x tensor group of 8 chips.
+    assert math.prod(cfg.mesh[a] for a in MESH_AXES) == 8 * cfg.dit_train.batch_size
+    assert (cfg.mesh.data * cfg.mesh.fsdp, cfg.mesh.context * cfg.mesh.tensor) == (
+        cfg.dit_train.batch_size, 8)
 
 
 def test_unknown_stage_is_rejected():

@@ -1,6 +1,7 @@
 """The TAE experiments: the tiny one trains and evaluates end to end through `mgen` (smoke size);
 the paper-size one builds abstractly and reports its parameter count."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -39,11 +40,24 @@ def test_tiny_tae_job_trains_with_gan_and_opl_and_reports_psnr_and_ssim(tmp_path
     for kind in ("video", "image"):
         assert 0 < report[kind]["psnr_db"] < 100 and -1 <= report[kind]["ssim"] <= 1
     long = report["long_clip"]
-    assert long["frames"] == 40 and long["tiled_vs_untiled_rms"] >= 0
+    # 40 frames > one 32-frame encode tile: the tiled path runs and blends tiles, which changes
+    # the output a little (> 0), far less than the reconstruction error itself.
+    assert long["frames"] == 40
+    assert 0 < long["tiled_vs_untiled_rms"] < 0.05 * long["reconstruction_rms"]
+    # PSNR (peak 255) and the RMS error in uint8 levels are the same measurement.
+    assert long["untiled_psnr_db"] == pytest.approx(
+        20 * math.log10(255 / long["reconstruction_rms"]), rel=1e-9)
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [m["image_step"] for m in metrics] == [0.0, 0.0]  # steps 2 and 4 of 1:3 (0 was an image)
     assert [m["disc_factor"] for m in metrics] == [0.0, 1.0]
-    assert all(m["opl"] >= 0 and m["d_loss"] >= 0 for m in metrics)
+    # The discriminator's hinge loss counts from disc_start on, not before.
+    assert metrics[0]["d_loss"] == 0.0 < metrics[1]["d_loss"]
+    # The logged loss is the weighted sum of the logged terms with this run's weights: kl 1e-6,
+    # mse 1 (the nll), opl 10, and disc_weight 0.5 x the adaptive d_weight once D has started.
+    for m in metrics:
+        expected = (m["nll"] + 1e-6 * m["kl"] + 10.0 * m["opl"]
+                    + 0.5 * m["disc_factor"] * m["d_weight"] * m["g_loss"])
+        assert m["loss"] == pytest.approx(expected, rel=1e-5), m
     # `mgen eval` re-scores the same checkpoint identically.
     proc = subprocess.run([sys.executable, "-m", "mgen_jax.cli", "eval", f"--workdir={workdir}",
                            f"--out={tmp_path / 'again.json'}"], env=env, capture_output=True,

@@ -105,3 +105,12 @@ def test_linear_schedule(steps):
 def test_make_schedule_dispatches_linear_quadratic():
     np.testing.assert_allclose(make_schedule("linear_quadratic", 50, 250),
                                _expected_linear_quadratic(50, 250), rtol=0, atol=1e-12)
+
+
+def test_a_reference_shorter_than_the_steps_is_refused_not_overshooting():
+    """With reference_steps < steps the quadratic part would rise above t = 1 and come back
+    (N=50, R=30 peaks at 1.09); the schedule refuses instead."""
+    with pytest.raises(ValueError, match="reference_steps=30 must be >= steps=50"):
+        linear_quadratic_schedule(50, 30)
+    t = linear_quadratic_schedule(50, 50)
+    assert np.all(np.diff(t) > 0) and t.max() == 1.0

@@ -8,7 +8,15 @@ from flax import nnx
 from mgen_jax.configs.dit import dit_config
 from mgen_jax.models.dit.embeddings import patchify, unpatchify
 from mgen_jax.models.dit.transformer import DiffusionTransformer
+from mgen_jax.parallel.logical_rules import unsharded
 from mgen_jax.parallel.sharding import logical_axes
+
+
+@pytest.fixture(autouse=True)
+def _unsharded():
+    """These tests call the DiT directly, deliberately without sharding constraints."""
+    with unsharded():
+        yield
 
 
 def _cfg(**kw):

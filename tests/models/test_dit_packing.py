@@ -16,7 +16,15 @@ from mgen_jax.training.dit_step import (make_dit_train_step_on_embeddings,
 from mgen_jax.training.optimizer import make_optimizer
 from mgen_jax.training.train_state import TrainState
 from mgen_jax.configs.text import encoder_spec
+from mgen_jax.parallel.logical_rules import unsharded
 from tests.models.test_dit import TEXT_DIMS, _cfg, _randomize
+
+
+@pytest.fixture(autouse=True)
+def _unsharded():
+    """These tests call the DiT directly, deliberately without sharding constraints."""
+    with unsharded():
+        yield
 
 PATCH = (1, 2, 2)
 GRIDS = [(2, 4, 6), (1, 6, 4), (3, 2, 2), (1, 2, 2)]  # latent shapes [T, H, W], mixed

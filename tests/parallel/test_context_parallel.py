@@ -14,7 +14,8 @@ from mgen_jax.configs.mesh import mesh_config
 from mgen_jax.models.attention.xla import xla_attention
 from mgen_jax.models.attention.context_parallel import QKV_AXES, context_parallel_attention
 from mgen_jax.configs.registries import CONTEXT_PARALLEL
-from mgen_jax.parallel.logical_rules import DEFAULT_RULES, activation_sharding, logical_to_spec
+from mgen_jax.parallel.logical_rules import (DEFAULT_RULES, activation_sharding, logical_to_spec,
+                                             unsharded)
 from mgen_jax.parallel.mesh import build_mesh
 
 RULES = DEFAULT_RULES
@@ -116,8 +117,9 @@ def test_runs_the_chunked_kernel_per_shard(strategy):  # ring: flash blocks merg
 def test_no_context_axis_is_the_local_kernel():
     q, k, v, _, key_mask, seg = _inputs(2, 24, 4)
     ref = xla_attention(q, k, v, key_mask, (seg, seg))
-    for strategy in STRATEGIES:  # no active mesh
-        out = context_parallel_attention(q, k, v, key_mask, (seg, seg), strategy=strategy)
+    for strategy in STRATEGIES:  # deliberately unsharded
+        with unsharded():
+            out = context_parallel_attention(q, k, v, key_mask, (seg, seg), strategy=strategy)
         np.testing.assert_allclose(out, ref, atol=1e-6)
     mesh = build_mesh(mesh_config(data=8))  # context size 1
     with activation_sharding(mesh, RULES):

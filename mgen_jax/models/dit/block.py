@@ -25,6 +25,8 @@ NUM_MODULATIONS = 6
 RESIDUAL = ("act_batch", "act_res_seq", "act_embed")
 
 
+# The activation sharding comes from the caller's `activation_sharding(mesh, rules)` or
+# `unsharded()` context (parallel/logical_rules.py); outside both these functions raise.
 def mesh_backend(backend: str) -> str:
     """Resolve "auto" for the platform of the mesh being compiled for (or the default one)."""
     active = active_sharding()
@@ -40,7 +42,8 @@ def attention(q, k, v, key_mask, segment_ids, *, backend: str, context_parallel:
     mesh, rules = active
     if context_parallel is not None and mesh.shape["context"] > 1:
         return context_parallel_attention(q, k, v, key_mask, segment_ids,
-                                          strategy=context_parallel, backend=backend)
+                                          strategy=context_parallel, backend=backend, mesh=mesh,
+                                          rules=rules)
     if runs_per_shard(backend):  # models/attention/context_parallel/per_shard.py
         return per_shard_attention(q, k, v, key_mask, segment_ids, backend=backend, mesh=mesh,
                                    rules=rules)

@@ -1,7 +1,7 @@
 """LPIPS perceptual distance (Zhang et al. 2018; the `lpips` package, net='vgg', version 0.1),
 channels-last: images [N, H, W, 3] in [-1, 1] -> one distance per image.
 
-A loss network: its parameters come from a checkpoint (lpips_convert.py) and stay frozen; train
+A loss network: its parameters come from a checkpoint (checkpointing/lpips_convert.py) and stay frozen; train
 steps take them as an extra argument and never differentiate with respect to them."""
 import jax
 import jax.numpy as jnp

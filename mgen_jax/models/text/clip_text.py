@@ -6,7 +6,7 @@ self-attention (biased q/k/v/out projections, scale head_dim**-0.5) and an MLP
 state at the end-of-text token, chosen exactly as transformers chooses it (see `pooled_index`).
 
 Module names mirror the transformers checkpoint layout (`layers.i.self_attn.q_proj`, `mlp.fc1`,
-`layer_norm1`, ...) so the converter in clip_convert.py is a plain key map.
+`layer_norm1`, ...) so the converter in checkpointing/clip_convert.py is a plain key map.
 
     cfg = clip_text_config("metaclip-h14")
     model = CLIPTextTransformer(cfg, rngs=nnx.Rngs(0))

@@ -7,8 +7,8 @@ logical axis "act_seq" maps to ('context' in the presets), and attention still s
 
 `context_parallel_attention` takes the global arrays inside a jitted function and runs the
 strategy under `jax.shard_map` with in/out specs from the logical rules, so batch stays sharded
-over the 'act_batch' axes and heads over 'act_heads' ('tensor'); with a context size of 1 (or no
-active mesh) it is the local kernel itself.
+over the 'act_batch' axes and heads over 'act_heads' ('tensor'); with a context size of 1 (or
+inside `unsharded()`) it is the local kernel itself.
 """
 import math
 
@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec
 
 from mgen_jax.configs.registries import CONTEXT_PARALLEL
 from mgen_jax.models.attention import dot_product_attention
-from mgen_jax.parallel.logical_rules import active_sharding, logical_to_spec
+from mgen_jax.parallel.logical_rules import logical_to_spec, resolve_sharding
 
 QKV_AXES = ("act_batch", "act_seq", "act_heads", "act_kv")
 POSITION_AXES = ("act_batch", "act_seq")  # key mask, segment ids
@@ -27,17 +27,15 @@ def context_parallel_attention(q, k, v, key_mask=None, segment_ids=None, *, stra
                                backend: str = "xla", mesh=None, rules=None):
     """Self-attention with the sequence sharded over the context axes; the kernel contract of
     `mgen_jax.models.attention` (q/k/v [B, L, H, D], key_mask [B, Lk] bool, segment_ids
-    (q_seg [B, Lq], kv_seg [B, Lk]) or None) on global arrays. mesh / rules default to
-    `active_sharding()`. `backend` picks the local kernel of "all_gather" and "ulysses"; "ring"
-    computes its blocks itself."""
+    (q_seg [B, Lq], kv_seg [B, Lk]) or None) on global arrays. mesh and rules: both given, or
+    neither (then the enclosing `activation_sharding` context's; outside any it raises).
+    `backend` picks the local kernel of "all_gather" and "ulysses"; "ring" computes its blocks
+    itself."""
     body = CONTEXT_PARALLEL.load(strategy)  # unknown names fail here, listing the known ones
-    if mesh is None or rules is None:
-        active = active_sharding()
-        if active is not None:
-            mesh = active[0] if mesh is None else mesh
-            rules = active[1] if rules is None else rules
-    if mesh is None or rules is None:
+    active = resolve_sharding(mesh, rules)
+    if active is None:  # unsharded()
         return dot_product_attention(q, k, v, key_mask, segment_ids, backend=backend)
+    mesh, rules = active
 
     # The sequence's mesh axes regardless of divisibility: a length they do not divide is an
     # error here, not a silent replication.
