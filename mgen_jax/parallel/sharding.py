@@ -62,10 +62,8 @@ def undivided_parameters(abstract_state: nnx.State, mesh: Mesh, rules: dict) -> 
     out = []
     for (path, names), p in zip(flat_axes, shapes):
         for dim, name, axes in undivided_dims(names, rules, mesh, p.shape):
-            out.append(UndividedParameter(
-                path=param_path(path), shape=tuple(p.shape),
-                dim=dim, logical_axis=name, mesh_axes=axes,
-                mesh_size=math.prod(mesh.shape[a] for a in axes)))
+            out.append(UndividedParameter(param_path(path), tuple(p.shape), dim, name, axes,
+                                          math.prod(mesh.shape[a] for a in axes)))
     return out
 
 

@@ -1,6 +1,7 @@
 """`mgen plan`: the real DiT train step compiled ahead of time for a small TPU topology (libtpu
 describes v5p:2x2x1 on this CPU machine), and the pieces it is built from: the analytic FLOP
 model, the replicated-parameter fraction and the HLO reader (loops, collectives)."""
+import copy
 import json
 import math
 
@@ -16,6 +17,7 @@ from mgen_jax.models.dit.flops import dit_train_flops
 from mgen_jax.parallel.replication import replicated_fraction
 from mgen_jax.planning import hlo
 from mgen_jax.planning.collectives import collectives_summary
+from mgen_jax.planning.plan import format_plan
 
 # Matmul-dominated on purpose (width 256, 32 video tokens x batch 8), so the compiled/analytic
 # ratio measures the remat recompute rather than elementwise overheads.
@@ -49,7 +51,7 @@ def test_plan_json_has_every_field(plan_full):
     p = plan_full
     for key in ("topology", "chip", "chips", "devices", "mesh", "rules", "config",
                 "memory_per_device", "flops", "collectives", "xla_estimate",
-                "replicated_parameter_fraction", "compile_seconds"):
+                "replicated_parameter_fraction", "undivided_parameters", "compile_seconds"):
         assert key in p, key
     assert p["topology"] == "v5p:2x2x1" and p["chips"] == 4 and p["devices"] == 4
     assert p["mesh"] == {"data": 1, "fsdp": 2, "context": 1, "tensor": 2}
@@ -133,6 +135,17 @@ def test_plan_collectives_estimate_and_replication(plan_full):
         e["step_seconds"] * plan_full["chips"] * plan_full["chip"]["peak_bf16_flops"]))
     # > 0: norm scales are replicated (1-D, nothing to shard them over).
     assert 0 < plan_full["replicated_parameter_fraction"] <= 0.02
+
+
+def test_plan_reports_parameters_the_mesh_does_not_divide(plan_full):
+    assert plan_full["undivided_parameters"] == {"count": 0, "parameters": []}  # all divide
+    plan = copy.deepcopy(plan_full)
+    plan["undivided_parameters"] = {"count": 1, "parameters": [
+        {"path": "conditioner/projections/ul2/proj/kernel", "shape": [6, 256], "dim": 0,
+         "logical_axis": "mlp", "mesh_axes": ["tensor"], "mesh_size": 2}]}
+    text = format_plan(plan)
+    assert "1 parameter dimension(s) replicated because the mesh does not divide them" in text
+    assert "conditioner/projections/ul2/proj/kernel (6, 256): dim 0 (mlp) over tensor = 2" in text
 
 
 def test_analytic_flops_against_a_hand_count():
