@@ -5,7 +5,9 @@ steps with a non-zero learning rate.
 
 Gradients are compared before clipping and Adam normalise them (tests/parallel/
 equality_helpers.py): both are blind to a gradient off by a constant factor, globally or per
-coordinate, so parameters alone would pass a step whose gradient is doubled on one shard."""
+coordinate, so parameters alone would pass a step whose gradient is doubled on one shard. The
+DiT starts from perturbed parameters: at its zero-gated initialisation every gradient but the
+final projection's is exactly 0 and would compare equal whatever the sharded step did."""
 import functools
 
 import jax
@@ -25,7 +27,8 @@ from mgen_jax.training.sharded_training import (batch_shardings, init_train_stat
                                                 train_state_shardings)
 from mgen_jax.training.tae_step import make_tae_train_step
 from tests.parallel.equality_helpers import (assert_trees_close, captured_gradients,
-                                             with_gradient_capture, worst_mismatch)
+                                             perturbed, with_gradient_capture,
+                                             zero_gradient_leaves)
 
 TINY = ["dit.width=32", "dit.num_heads=4", "dit.mlp_dim=64", "dit.depth=2",
         "dit.scan_unroll=1",
@@ -42,19 +45,25 @@ MESHES = {
 LATENT_SHAPE = (8, 2, 2, 4, 8)  # 16 tokens with the smoke config's 1x1x1 patches
 # make_optimizer's warm-up (at least 1 step) gives lr 0 at step 0: 3 steps have 2 with lr > 0.
 NUM_STEPS = 3
-# fp32 on CPU, reductions in another order across shards. Gradient leaves are compared relative
-# to their largest entry; a doubled shard is off by 100% of its entries.
+# fp32 on CPU, reductions in another order across shards. Gradient leaves: relative to the
+# leaf's largest entry, and to the whole gradient's largest for entries whose exact gradient is 0
+# (rounding noise); a doubled shard is off by 100% of its entries. Parameters: Adam divides by
+# sqrt(v) + eps, so rounding noise d in a ~0 gradient entry becomes an update of about
+# lr * d / eps (eps 1e-8), hence an atol in units of the peak lr; a wrong update is off by
+# O(lr). Worst seen, as a fraction of each tolerance: losses 1%, gradients 6% (DiT, every
+# layout) and 56% (TAE), parameters 1% (DiT) and 20% (TAE).
 LOSS_RTOL = 1e-5
-GRAD_RTOL, GRAD_ATOL_SCALE = 1e-4, 1e-5
-PARAM_RTOL, PARAM_ATOL = 1e-4, 1e-6
+GRAD_RTOL, GRAD_ATOL_SCALE, GRAD_ATOL_GLOBAL = 1e-4, 1e-5, 1e-7
+PARAM_RTOL, PARAM_ATOL_LR = 1e-4, 1e-2
 
 
 def _run_steps(step, state, optimizer_cfg, total_steps, args_of_step):
     """NUM_STEPS steps: per step the loss, the grad_norm metric and the raw gradients; the
-    params before and after."""
-    schedule = learning_rate_schedule(optimizer_cfg, total_steps)
-    assert sum(float(schedule(i)) > 0 for i in range(NUM_STEPS)) >= 2
-    run = {"loss": [], "grad_norm": [], "grads": [], "init": jax.device_get(state.params)}
+    params before and after, and the peak learning rate."""
+    lrs = [float(learning_rate_schedule(optimizer_cfg, total_steps)(i)) for i in range(NUM_STEPS)]
+    assert sum(lr > 0 for lr in lrs) >= 2, lrs
+    run = {"loss": [], "grad_norm": [], "grads": [], "init": jax.device_get(state.params),
+           "lr": max(lrs)}
     for i in range(NUM_STEPS):
         state, metrics = step(state, *args_of_step(i))
         run["loss"].append(float(metrics["loss"]))
@@ -65,23 +74,25 @@ def _run_steps(step, state, optimizer_cfg, total_steps, args_of_step):
 
 
 def _assert_runs_equal(ref, run):
-    # The reference really trained: the parameters moved well beyond the tolerance.
+    # The reference really trained: some parameter moved by a good part of an lr-sized update.
     moved = max(float(np.max(np.abs(a - b))) for a, b in
                 zip(jax.tree.leaves(ref["init"]), jax.tree.leaves(ref["params"])))
-    assert moved > 100 * PARAM_ATOL
-    for i, (ref_g, g) in enumerate(zip(ref["grads"], run["grads"])):  # TEMP: size tolerances
-        print("step", i, "grad worst", worst_mismatch(ref_g, g))
-    print("params worst", worst_mismatch(ref["params"], run["params"]))
-    print("loss", np.max(np.abs(np.subtract(run["loss"], ref["loss"])) / np.abs(ref["loss"])),
-          "grad_norm", np.max(np.abs(np.subtract(run["grad_norm"], ref["grad_norm"]))
-                              / np.abs(ref["grad_norm"])), ref["grad_norm"])
-    np.testing.assert_allclose(run["loss"], ref["loss"], rtol=LOSS_RTOL, err_msg="losses")
-    np.testing.assert_allclose(run["grad_norm"], ref["grad_norm"], rtol=LOSS_RTOL,
-                               err_msg="grad_norm metric")
-    for i, (ref_g, g) in enumerate(zip(ref["grads"], run["grads"])):
-        assert_trees_close(ref_g, g, rtol=GRAD_RTOL, atol_scale=GRAD_ATOL_SCALE,
+    assert moved > 0.5 * ref["lr"], (moved, ref["lr"])
+    # No gradient is exactly 0 (it would compare equal whatever the step did) but the attention
+    # key biases' (softmax is invariant to a shift shared by all keys). Their parameters move by
+    # Adam-amplified rounding noise (see above) and are not compared; their gradients are: ~0.
+    zero = zero_gradient_leaves(ref["grads"], rel=1e-6)
+    assert all(p.endswith("['k']['bias']") for p in zero), sorted(zero)
+    for i in range(NUM_STEPS):  # in order: the first step that differs is the one reported
+        np.testing.assert_allclose(run["loss"][i], ref["loss"][i], rtol=LOSS_RTOL,
+                                   err_msg=f"step {i} loss")
+        assert_trees_close(ref["grads"][i], run["grads"][i], rtol=GRAD_RTOL,
+                           atol_scale=GRAD_ATOL_SCALE, atol_global=GRAD_ATOL_GLOBAL,
                            what=f"step {i} gradient ")
-    assert_trees_close(ref["params"], run["params"], rtol=PARAM_RTOL, atol=PARAM_ATOL,
+        np.testing.assert_allclose(run["grad_norm"][i], ref["grad_norm"][i], rtol=LOSS_RTOL,
+                                   err_msg=f"step {i} grad_norm metric")
+    assert_trees_close(ref["params"], run["params"], rtol=PARAM_RTOL,
+                       atol=PARAM_ATOL_LR * ref["lr"], skip=zero,
                        what=f"params after {NUM_STEPS} steps ")
 
 
@@ -94,6 +105,7 @@ def _dit_steps(mesh_name, extra=()):
     optimizer = with_gradient_capture(make_optimizer(cfg.dit_optimizer, cfg.dit_train.steps))
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     state = init_train_state(dit, optimizer, jax.random.key(0), state_sh)
+    state = state.replace(params=perturbed(state.params, state_sh.params))  # no zero gradients
     text_sh = jax.tree.map(lambda _: replicated(mesh), text.abstract_params())
     text_params = text.init(jax.random.key(1), text_sh)
     rng = np.random.default_rng(0)
