@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mgen_jax.configs.registries import SAMPLERS
 from mgen_jax.configs.tae import spatial_compression, temporal_compression
 from mgen_jax.flow.guidance import guided_velocity
-from mgen_jax.configs.registries import SAMPLERS
 from mgen_jax.flow.schedules import make_schedule
 from mgen_jax.models.builders import build_dit, build_tae, build_text_encoders
 from mgen_jax.models.tae.latent_scaling import denormalize_latents
@@ -73,7 +73,9 @@ class TextToVideo:
         """prompts: list of str -> uint8 [N, frames, height, width, 3]."""
         data = self.cfg.data
         frames, height, width = frames or data.frames, height or data.height, width or data.width
-        guidance_scale = float(self.cfg.flow.guidance_scale if guidance_scale is None else guidance_scale)
+        if guidance_scale is None:
+            guidance_scale = self.cfg.flow.guidance_scale
+        guidance_scale = float(guidance_scale)
         steps = steps or self.cfg.flow.sample_steps
         ts = tuple(float(t) for t in make_schedule(self.cfg.flow.schedule, steps,
                                                     self.cfg.flow.lq_reference_steps))

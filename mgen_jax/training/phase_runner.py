@@ -7,6 +7,8 @@ from typing import Callable
 
 import jax
 
+from data_pipelines.grain_pipeline import make_train_iterator
+from data_pipelines.sources import prepare_data
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
@@ -17,8 +19,6 @@ from mgen_jax.training.sharded_training import (abstract_train_state, batch_shar
                                                 init_train_state, jit_train_step,
                                                 to_device_batch, train_state_shardings)
 from mgen_jax.workdir import checkpoint_dir, claim_workdir, data_dir
-from data_pipelines.grain_pipeline import make_train_iterator
-from data_pipelines.sources import prepare_data
 
 # Each phase draws its init and step keys from its own stream of the experiment seed.
 PHASE_SEEDS = {"tae": 1, "dit": 2}
