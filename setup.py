@@ -15,7 +15,6 @@ setup(
         "orbax-checkpoint>=0.11",
         "grain>=0.2.12",
         "array_record>=0.7",
-        "tensorflow-datasets>=4.9",
         "transformers>=4.46",
         "ml-collections>=1.0",
         "numpy>=1.26",

@@ -96,11 +96,19 @@ def _cmd_text_embed(args, _):
 def _cmd_plan(args, overrides):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for TPU without opening one
     cfg = _load_config(args, overrides)
-    from mgen_jax.planning.plan import format_plan, plan_train_step
-    plan = plan_train_step(cfg, args.topology, correct_scan=not args.no_flops_variant,
-                           hlo_path=args.hlo)
+    if args.mode == "sample":
+        from mgen_jax.planning.sample_plan import format_sample_plan, plan_sample
+        plan = plan_sample(cfg, args.topology, videos=args.videos,
+                           correct_scan=not args.no_flops_variant,
+                           include_text=not args.no_text, hlo_path=args.hlo)
+        formatter = format_sample_plan
+    else:
+        from mgen_jax.planning.plan import format_plan, plan_train_step
+        plan = plan_train_step(cfg, args.topology, correct_scan=not args.no_flops_variant,
+                               hlo_path=args.hlo)
+        formatter = format_plan
     plan = {"config_spec": args.config, "overrides": list(overrides), **plan}
-    print(format_plan(plan))
+    print(formatter(plan))
     if args.json:
         _write_json(args.json, plan)
 
@@ -200,10 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="truncate to this many tokens (CLIP: at most its positions)")
     embed.set_defaults(func=_cmd_text_embed)
 
-    plan = sub.add_parser("plan", help="compile the train step ahead of time for a TPU topology "
-                                       "and report memory, FLOPs and collectives")
+    plan = sub.add_parser("plan", help="compile the train step (or sampling) ahead of time for "
+                                       "a TPU topology and report memory, FLOPs and collectives")
     plan.add_argument("--config", required=True, help=config_help)
     plan.add_argument("--topology", required=True, help="TPU topology, e.g. v5p:8x8x4")
+    plan.add_argument("--mode", choices=("train", "sample"), default="train",
+                      help="train: the DiT train step (default); sample: text-to-video inference "
+                           "(one guided DiT sampling step, the TAE's tiled decode, the text "
+                           "encoders) and the estimated seconds per video")
+    plan.add_argument("--videos", type=int, default=None,
+                      help="--mode=sample: videos per call (default: half dit_train.batch_size, "
+                           "so the guided DiT batch equals the train batch)")
+    plan.add_argument("--no-text", action="store_true",
+                      help="--mode=sample: leave the text encoders out of the plan")
     plan.add_argument("--json", default=None, help="write the plan as JSON here")
     plan.add_argument("--no-flops-variant", action="store_true",
                       help="skip the second (unrolled-scan) compile that corrects XLA's FLOPs")

@@ -124,13 +124,17 @@ JOBS = Registry("job", ("mgen_jax.training", "mgen_jax.evaluation"), {
                  {"evaluate": "mgen_jax.evaluation.tae_report:evaluate_tae_workdir"}),
 })
 
-BENCHMARKS = Registry("benchmark", "mgen_jax.benchmarks", {
+# `sample` runs the inference pipeline, so it lives in (and may import) the inference layer.
+BENCHMARKS = Registry("benchmark", ("mgen_jax.benchmarks", "mgen_jax.inference"), {
     "dit": Entry("mgen_jax.benchmarks.dit_step:dit_bench",
                  "DiT train step vs same-process matmul peak; attention memory"),
     "tae": Entry("mgen_jax.benchmarks.tae_throughput:tae_bench",
                  "TAE encode/decode frames/s and peak memory vs clip length"),
     "text": Entry("mgen_jax.benchmarks.text_encoders:text_bench",
                   "text encoders' tokens/s vs same-process matmul peak"),
+    "sample": Entry("mgen_jax.inference.sampling_bench:sample_bench",
+                    "sampling: seconds per video and per denoising step, TAE decode share "
+                    "(the quickstart model and a mid size DiT)"),
 })
 
 ALL = {"dit.size": DIT_PRESETS, "dit.attention": ATTENTION_BACKENDS,

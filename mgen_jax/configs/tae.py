@@ -28,6 +28,9 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         # Spatial compression is pixel_patch[1] * 2**(len(ch_mult)-1); temporal compression is
         # pixel_patch[0] * 2**temporal_downsamples, the downsampling happening in the first
         # levels (paper: no patch, 3 levels -> 8x in time, as in Movie Gen).
+        # Stride-2 spatial levels (None: all but the last level, as in the LDM autoencoder);
+        # fewer keep a finer latent grid for small frames (experiments/quickstart.py).
+        spatial_downsamples=None,
         kl_weight=1e-6,
         # Initial log-variance of the posterior (bias of the encoder's last 1x1 conv). 0 is the
         # LDM default; a small model learns much faster from a narrow start (see recipes.py).
@@ -66,8 +69,16 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(cfg)
 
 
+def spatial_downsamples(tae_cfg) -> int:
+    """Stride-2 spatial levels: every level but the last unless tae.spatial_downsamples says
+    fewer (the first ones downsample; later levels keep the resolution and add channels)."""
+    levels = len(tae_cfg.ch_mult) - 1
+    chosen = tae_cfg.get("spatial_downsamples")
+    return levels if chosen is None else min(chosen, levels)
+
+
 def spatial_compression(tae_cfg) -> int:
-    return tae_cfg.pixel_patch[1] * 2 ** (len(tae_cfg.ch_mult) - 1)
+    return tae_cfg.pixel_patch[1] * 2 ** spatial_downsamples(tae_cfg)
 
 
 def temporal_compression(tae_cfg) -> int:

@@ -107,6 +107,9 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(len(tae.ch_mult) >= 1, "tae.ch_mult", "needs at least one level")
     _require(0 <= tae.temporal_downsamples <= len(tae.ch_mult) - 1, "tae.temporal_downsamples",
              f"must be between 0 and len(tae.ch_mult)-1 = {len(tae.ch_mult) - 1}")
+    _require(tae.get("spatial_downsamples") is None
+             or 0 <= tae.spatial_downsamples <= len(tae.ch_mult) - 1, "tae.spatial_downsamples",
+             f"must be None or between 0 and len(tae.ch_mult)-1 = {len(tae.ch_mult) - 1}")
     _require(len(tae.pixel_patch) == 2 and min(tae.pixel_patch) >= 1, "tae.pixel_patch",
              "must be (time, space) factors >= 1")
     for m in tae.ch_mult:

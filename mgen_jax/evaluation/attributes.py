@@ -18,7 +18,10 @@ blob) gives sub-pixel moments. Then:
   An up-pointing triangle has strongly negative vertical skewness (about
   -0.57; circle and square 0). A square's fourth cumulant along the image
   axes is twice that along the diagonals (uniform vs triangular marginals),
-  a circle's is the same in every direction.
+  a circle's is the same in every direction; the standardised excess
+  kurtosis tells a disc (-1) from a featureless blob (0). These features go
+  to a classifier calibrated on ground-truth clips, sharp and blurred, which
+  abstains on a blob that is no recognisable shape (shape_classifier.py).
 * direction: least-squares velocity of the blob centroid; the dominant axis
   and its sign.
 """
@@ -31,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from data_pipelines.shapes import COLOURS, DIRECTIONS, SHAPES
+from mgen_jax.evaluation.shape_classifier import FEATURES, calibrated_classifier
 
 # A frame needs at least this brightness contrast (0-255) to contain a shape.
 MIN_CONTRAST = 40.0
@@ -40,10 +44,6 @@ MIN_SATURATION = 0.25
 _PEAK_PERCENTILE = 99.0
 # Pixels around the blob included in the soft moments, so blurred tails count.
 _SOFT_MARGIN_PIXELS = 3
-# Vertical skewness below this => triangle (ideal -0.57 vs 0).
-TRIANGLE_MAX_SKEWNESS = -0.25
-# Axis / diagonal fourth-cumulant ratio above this => square (ideal 2 vs 1).
-SQUARE_MIN_KURTOSIS_RATIO = 1.3
 
 _REFERENCE_HUES = {
     name: 360.0 * colorsys.rgb_to_hsv(*(np.asarray(rgb) / 255.0))[0]
@@ -116,12 +116,6 @@ def _nearest_colour(hue: float) -> str:
     return min(COLOURS, key=circular_distance)
 
 
-def _classify_shape(vertical_skewness: float, kurtosis_ratio: float) -> str:
-    if vertical_skewness < TRIANGLE_MAX_SKEWNESS:
-        return "triangle"
-    return "square" if kurtosis_ratio > SQUARE_MIN_KURTOSIS_RATIO else "circle"
-
-
 def _classify_direction(dx: float, dy: float) -> str:
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"
@@ -133,13 +127,23 @@ def measure_attributes(video: np.ndarray) -> dict:
 
     Keys: `colour`, `shape`, `direction` (labels, or None when no frame holds
     a visible shape; direction also needs two such frames, colour a saturated
-    shape), `hue` (degrees),
-    `saturation` (of the mean shape colour), `fill_ratio` (shape area over
-    bounding-box area), `vertical_skewness`, `kurtosis_ratio`,
-    `displacement_x`, `displacement_y` (fitted centroid travel over the whole
-    clip, pixels), `displacement_fraction` (that travel over the frame extent
-    on the dominant axis), `valid_frames` (frames showing a shape).
+    shape, shape features the calibrated classifier recognises), `hue`
+    (degrees), `saturation` (of the mean shape colour), `fill_ratio` (shape
+    area over bounding-box area), `vertical_skewness`, `kurtosis_ratio`,
+    `excess_kurtosis`, `displacement_x`, `displacement_y` (fitted centroid
+    travel over the whole clip, pixels), `displacement_fraction` (that travel
+    over the frame extent on the dominant axis), `valid_frames` (frames
+    showing a shape).
     """
+    result = _measure(video)
+    if result["valid_frames"]:
+        result["shape"] = calibrated_classifier(_measure).predict(
+            [result[name] for name in FEATURES])
+    return result
+
+
+def _measure(video: np.ndarray) -> dict:
+    """measure_attributes without the shape label (the classifier's calibration input)."""
     video = np.asarray(video)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"expected a [T, H, W, 3] video, got shape {video.shape}")
@@ -153,7 +157,7 @@ def measure_attributes(video: np.ndarray) -> dict:
     result = {
         "colour": None, "shape": None, "direction": None, "hue": nan,
         "saturation": nan, "fill_ratio": nan, "vertical_skewness": nan,
-        "kurtosis_ratio": nan, "displacement_x": nan, "displacement_y": nan,
+        "kurtosis_ratio": nan, "excess_kurtosis": nan, "displacement_x": nan, "displacement_y": nan,
         "displacement_fraction": nan, "valid_frames": int(visible.sum()),
     }
     if not visible.any():
@@ -172,18 +176,19 @@ def measure_attributes(video: np.ndarray) -> dict:
         level = (brightness - background[:, None, None]) / contrast[:, None, None]
     weight = np.where(near_blob, np.clip(level, 0.0, 1.0), 0.0)
     ys, xs = np.mgrid[:height, :width].astype(np.float64)
-    centre_x, _, _, k4_x = _cumulants(weight, xs)
+    centre_x, k2_x, _, k4_x = _cumulants(weight, xs)
     centre_y, k2_y, k3_y, k4_y = _cumulants(weight, ys)
     k4_diagonals = (_cumulants(weight, (xs + ys) / np.sqrt(2.0))[3]
                     + _cumulants(weight, (xs - ys) / np.sqrt(2.0))[3])
     skewness = k3_y / np.maximum(k2_y, 1e-6) ** 1.5
     # Fourth cumulants of compact shapes are negative; guard 0/0.
     kurtosis_ratio = (k4_x + k4_y) / np.minimum(k4_diagonals, -1e-6)
+    excess_kurtosis = (k4_x + k4_y) / np.maximum(k2_x**2 + k2_y**2, 1e-6)
     # Medians over frames ignore the odd smeared frame.
     result["fill_ratio"] = float(np.median(_fill_ratios(mask)[visible]))
     result["vertical_skewness"] = float(np.median(skewness[visible]))
     result["kurtosis_ratio"] = float(np.median(kurtosis_ratio[visible]))
-    result["shape"] = _classify_shape(result["vertical_skewness"], result["kurtosis_ratio"])
+    result["excess_kurtosis"] = float(np.median(excess_kurtosis[visible]))
 
     if visible.sum() >= 2:
         times = np.flatnonzero(visible).astype(np.float64)

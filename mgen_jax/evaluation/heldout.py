@@ -27,8 +27,10 @@ def evaluate_pipeline(pipeline, out_dir: str, *, samples_per_prompt: int, seed: 
         name = f"{i:03d}_{prompt.replace(' ', '_')}.mp4"
         write_mp4(os.path.join(out_dir, name), video, fps=fps, scale=4)
         files.append(name)
-    write_contact_sheet(os.path.join(out_dir, "contact_sheet.png"), list(videos), prompts,
-                        frames_per_video=sheet_frames)
+    # A row per held-out prompt, its samples side by side, frames left to right.
+    write_contact_sheet(os.path.join(out_dir, "contact_sheet.png"), list(videos),
+                        prompts[::samples_per_prompt], frames_per_video=sheet_frames,
+                        videos_per_row=samples_per_prompt)
     report = {
         "reconstruction": reconstruction_report(pipeline, combos, seed),
         "held_out_combos": [list(c) for c in held_out_combos()],

@@ -35,20 +35,27 @@ class TextToVideo:
 
     @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
     def _generate(self, params, tokens, key, latent_shape, frames, ts, guidance_scale):
-        """tokens {name: {ids, mask}}; the unconditional branch gets every encoder's null (the
-        empty prompt), as text dropout trained it."""
+        """tokens {name: {ids, mask}}. One program: encode the prompts once, then the whole Euler
+        loop (one scan; each step one DiT forward over the conditional and unconditional halves
+        together), then the tiled TAE decode. The unconditional branch is every encoder's null
+        (the empty prompt, as text dropout trained it), encoded once and broadcast."""
         text_encoders = self.text_encoders.bind(params["text"])
         dit = self.dit.bind(params["dit"])
-        empty = tokenize_prompts(self.cfg.text, [""])
-        uncond = {n: {k: jnp.broadcast_to(jnp.asarray(v), tokens[n][k].shape) for k, v in t.items()}
-                  for n, t in empty.items()}
 
-        def model_fn(x, t, text):
-            ids = {n: v["ids"] for n, v in text.items()}
-            mask = {n: v["mask"] for n, v in text.items()}
-            return dit(x, t, text_encoders(ids, mask), mask)
+        def encode(text):  # -> the DiT's text context: embeddings and masks, per encoder
+            ids = {n: jnp.asarray(v["ids"]) for n, v in text.items()}
+            mask = {n: jnp.asarray(v["mask"]) for n, v in text.items()}
+            return {"embeddings": text_encoders(ids, mask), "mask": mask}
 
-        velocity = guided_velocity(model_fn, tokens, uncond, guidance_scale)
+        batch = latent_shape[0]
+        cond = encode(tokens)
+        null = encode(tokenize_prompts(self.cfg.text, [""]))
+        uncond = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch, *a.shape[1:])), null)
+
+        def model_fn(x, t, context):
+            return dit(x, t, context["embeddings"], context["mask"])
+
+        velocity = guided_velocity(model_fn, cond, uncond, guidance_scale)
         x0 = jax.random.normal(key, latent_shape, jnp.float32)
         with activation_sharding(self.mesh, self.rules):  # traces the DiT
             z = SAMPLERS.load(self.cfg.flow.sampler)(velocity, x0, np.asarray(ts))

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 _SIZE_TAG = re.compile(r"mgen_jax size=(\d+)x(\d+)")
 _LABEL_HEIGHT = 14  # pixels above each contact-sheet row for its label
 _GAP = 2  # pixels between frames and rows
+_VIDEO_GAP = 10  # extra pixels between the videos of one contact-sheet row
 _SHEET_BACKGROUND = (24, 24, 24)
 _LABEL_COLOUR = (235, 235, 235)
 
@@ -79,24 +80,37 @@ def read_mp4(path: str | os.PathLike) -> np.ndarray:
 
 def write_contact_sheet(path_png: str | os.PathLike, videos: Sequence[np.ndarray],
                         labels: Sequence[str] | None = None, frames_per_video: int = 4,
-                        scale: int = 2) -> tuple[int, int]:
-    """Save a PNG grid: one row per video of evenly spaced frames, label above.
+                        scale: int = 2, videos_per_row: int = 1) -> tuple[int, int]:
+    """Save a PNG grid: one row per `videos_per_row` consecutive videos (e.g. the samples of one
+    prompt), each as evenly spaced frames left to right, with the row's label above.
 
-    Each row is `_LABEL_HEIGHT` pixels of label then the frames (upscaled by
-    `scale`) separated by `_GAP` pixels, with a `_GAP` border. Returns the
-    image size (width, height).
+    Each row is `_LABEL_HEIGHT` pixels of label then the frames (upscaled by `scale`) separated by
+    `_GAP` pixels, videos of a row `_VIDEO_GAP` pixels apart, with a `_GAP` border. `labels`: one
+    per row. Returns the image size (width, height).
     """
     if not videos:
         raise ValueError("no videos for the contact sheet")
-    if labels is not None and len(labels) != len(videos):
-        raise ValueError(f"{len(videos)} videos but {len(labels)} labels")
-    rows = []
+    if videos_per_row < 1:
+        raise ValueError(f"videos_per_row must be >= 1, got {videos_per_row}")
+    num_rows = -(-len(videos) // videos_per_row)
+    if labels is not None and len(labels) != num_rows:
+        raise ValueError(f"{num_rows} rows ({len(videos)} videos, {videos_per_row} per row) but "
+                         f"{len(labels)} labels")
+    strips = []
     for video in videos:
         video = _as_video(video)
         picks = np.linspace(0, video.shape[0] - 1, frames_per_video).round().astype(int)
-        rows.append(_upscale(video[picks], int(scale)))
-    sheet_width = _GAP + max(r.shape[0] * (r.shape[2] + _GAP) for r in rows)
-    sheet_height = _GAP + sum(_LABEL_HEIGHT + r.shape[1] + _GAP for r in rows)
+        strips.append(_upscale(video[picks], int(scale)))
+    rows = [strips[i:i + videos_per_row] for i in range(0, len(strips), videos_per_row)]
+
+    def strip_width(strip):
+        return strip.shape[0] * (strip.shape[2] + _GAP)
+
+    def row_width(row):
+        return sum(strip_width(s) for s in row) + _VIDEO_GAP * (len(row) - 1)
+
+    sheet_width = _GAP + max(row_width(r) for r in rows)
+    sheet_height = _GAP + sum(_LABEL_HEIGHT + max(s.shape[1] for s in r) + _GAP for r in rows)
 
     sheet = Image.new("RGB", (sheet_width, sheet_height), _SHEET_BACKGROUND)
     draw = ImageDraw.Draw(sheet)
@@ -107,9 +121,11 @@ def write_contact_sheet(path_png: str | os.PathLike, videos: Sequence[np.ndarray
             draw.text((_GAP, top), str(labels[i]), fill=_LABEL_COLOUR, font=font)
         top += _LABEL_HEIGHT
         left = _GAP
-        for frame in row:
-            sheet.paste(Image.fromarray(frame), (left, top))
-            left += frame.shape[1] + _GAP
-        top += row.shape[1] + _GAP
+        for strip in row:
+            for frame in strip:
+                sheet.paste(Image.fromarray(frame), (left, top))
+                left += frame.shape[1] + _GAP
+            left += _VIDEO_GAP
+        top += max(s.shape[1] for s in row) + _GAP
     sheet.save(str(path_png))
     return sheet.size

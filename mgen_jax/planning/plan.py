@@ -47,6 +47,14 @@ def topology_devices(topology: str) -> list:
     return list(desc.devices)
 
 
+def slice_layout(topology: str) -> tuple:
+    """(chip spec, devices, chips, HBM bytes per device) of a TPU topology such as 'v5p:8x8x4'."""
+    chip = chip_for_topology(topology)
+    devices = topology_devices(topology)
+    chips = len({tuple(getattr(d, "coords", (i,))) for i, d in enumerate(devices)})
+    return chip, devices, chips, chip.hbm_bytes * chips / len(devices)
+
+
 def _latent_shape(cfg) -> tuple:
     s = spatial_compression(cfg.tae)
     return (cfg.dit_train.batch_size, latent_frames(cfg.tae, cfg.data.frames),
@@ -141,7 +149,8 @@ def _per_device_bytes(tree) -> float:
     return total
 
 
-def _memory(compiled, state, batch, hbm_per_device: float) -> dict:
+def memory_summary(compiled, hbm_per_device: float) -> dict:
+    """Per-device memory of a compiled program (XLA memory analysis) against the chip's HBM."""
     m = compiled.memory_analysis()
     arg, out = int(m.argument_size_in_bytes), int(m.output_size_in_bytes)
     alias, temp = int(m.alias_size_in_bytes), int(m.temp_size_in_bytes)
@@ -155,17 +164,20 @@ def _memory(compiled, state, batch, hbm_per_device: float) -> dict:
         "total_formula": "argument + output - alias + temporaries + generated code",
         "xla_peak_bytes": peak or None,
         "host_temporary_bytes": int(getattr(m, "host_temp_size_in_bytes", 0) or 0),
-        "arguments_by_kind": {
-            "params_bytes": _per_device_bytes(state.params),
-            "optimizer_state_bytes": _per_device_bytes(state.opt_state),
-            "batch_bytes": _per_device_bytes(batch),
-        },
         "hbm_bytes": hbm_per_device,
         "fraction_of_hbm": total / hbm_per_device,
         "budget_fraction": MEMORY_BUDGET,
         "fits": bool(total <= MEMORY_BUDGET * hbm_per_device),
         "total_gib": total / _GIB,
     }
+
+
+def _memory(compiled, state, batch, hbm_per_device: float) -> dict:
+    return {**memory_summary(compiled, hbm_per_device), "arguments_by_kind": {
+        "params_bytes": _per_device_bytes(state.params),
+        "optimizer_state_bytes": _per_device_bytes(state.opt_state),
+        "batch_bytes": _per_device_bytes(batch),
+    }}
 
 
 def _config_summary(cfg, dit, state, analytic) -> dict:
@@ -208,11 +220,8 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
     from mgen_jax.planning.collectives import collectives_summary
 
     t_start = time.perf_counter()
-    chip = chip_for_topology(topology)
-    devices = topology_devices(topology)
+    chip, devices, chips, hbm_per_device = slice_layout(topology)
     n_dev = len(devices)
-    chips = len({tuple(getattr(d, "coords", (i,))) for i, d in enumerate(devices)})
-    hbm_per_device = chip.hbm_bytes * chips / n_dev
     mesh = build_mesh(cfg.mesh, devices)
     rules = rules_from_preset(cfg.mesh.rules)
 
@@ -380,6 +389,28 @@ def _si(x, unit="") -> str:
     return f"{x:.3g} {unit}"
 
 
+def attention_core_rows(flops: dict) -> list:
+    """The flops ratio without / with the Pallas attention core, when the plan has one."""
+    if "compiled_over_analytic_without_attention_core" not in flops:
+        return []
+    return [("", f"without self-attention core (Pallas): ratio "
+                 f"{flops['compiled_over_analytic_without_attention_core']:.3f}; with the core "
+                 f"at its algorithmic cost (estimate): "
+                 f"{flops['compiled_plus_attention_estimate_over_analytic']:.3f}")]
+
+
+def collective_rows(collectives: dict) -> list:
+    """One row per collective kind: count and bytes per step."""
+    rows = []
+    for kind in ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute"):
+        lowered = collectives[kind].get("lowered_as_all_reduce", {}).get("count")
+        rows.append(("collectives" if kind == "all-gather" else "",
+                     f"{kind:<19} {collectives[kind]['count']:>7,} x  "
+                     f"{collectives[kind]['bytes'] / _GIB:.2f} GiB"
+                     + (f"  ({lowered:,} lowered as all-reduce)" if lowered else "")))
+    return rows
+
+
 def format_plan(plan: dict) -> str:
     """A readable summary table of a plan."""
     c, m, f = plan["config"], plan["memory_per_device"], plan["flops"]
@@ -404,16 +435,7 @@ def format_plan(plan: dict) -> str:
                        f"{_si(f['compiled_per_step'])}  ratio {f['compiled_over_analytic']:.3f} "
                        f"({f['ratio_basis']})  hlo matmul {_si(f['hlo_matmul_flops_per_step'])}"),
     ]
-    if "compiled_over_analytic_without_attention_core" in f:
-        rows.append(("", f"without self-attention core (Pallas): ratio "
-                         f"{f['compiled_over_analytic_without_attention_core']:.3f}; with the "
-                         f"core at its algorithmic cost (estimate): "
-                         f"{f['compiled_plus_attention_estimate_over_analytic']:.3f}"))
-    for kind in ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute"):
-        lowered = col[kind].get("lowered_as_all_reduce", {}).get("count")
-        rows.append(("collectives" if kind == "all-gather" else "",
-                     f"{kind:<19} {col[kind]['count']:>7,} x  {gib(col[kind]['bytes'])}"
-                     + (f"  ({lowered:,} lowered as all-reduce)" if lowered else "")))
+    rows += attention_core_rows(f) + collective_rows(col)
     if e.get("step_seconds") and "implied_mfu_without_attention_core" in e:
         # The opaque Pallas kernels are missing from the estimate: only the like-for-like MFU.
         rows.append(("xla estimate", f"{e['step_seconds']:.3f} s/step without the Pallas attention "

@@ -87,3 +87,19 @@ def test_contact_sheet_layout_and_content(tmp_path):
 def test_contact_sheet_rejects_mismatched_labels(tmp_path):
     with pytest.raises(ValueError):
         write_contact_sheet(tmp_path / "x.png", [_smooth_video(3, 16, 16)], ["a", "b"])
+
+
+def test_contact_sheet_puts_a_prompts_samples_on_one_row(tmp_path):
+    videos = [_smooth_video(6, 16, 16) + i for i in range(6)]  # 3 prompts x 2 samples
+    path = tmp_path / "grid.png"
+    size = write_contact_sheet(path, videos, ["p0", "p1", "p2"], frames_per_video=2, scale=1,
+                               videos_per_row=2)
+    gap, label, video_gap = 2, 14, 10
+    strip = 2 * (16 + gap)
+    assert size == (gap + 2 * strip + video_gap, gap + 3 * (label + 16 + gap))
+    image = np.asarray(Image.open(path).convert("RGB"))
+    # Row 2 (third prompt), second sample, last frame.
+    top, left = gap + 2 * (label + 16 + gap) + label, gap + strip + video_gap + (16 + gap)
+    np.testing.assert_array_equal(image[top:top + 16, left:left + 16], videos[5][-1])
+    with pytest.raises(ValueError):  # one label per row, not per video
+        write_contact_sheet(tmp_path / "x.png", videos, ["a"] * 6, videos_per_row=2)

@@ -49,6 +49,23 @@ def test_pixel_patched_variant_keeps_8x_and_round_trips(frames):
     assert decode(model, mean, frames).shape == video.shape
 
 
+@pytest.mark.parametrize("frames", [1, 17])
+def test_fewer_spatial_downsamples_keep_a_finer_grid(frames):
+    """The quickstart's layout: a 4x2x2 patch, one level that halves space and time, one that
+    adds channels only: 8x in time, 4x in space; the spatial-only / temporal-only resamplers."""
+    cfg = _tiny(ch_mult=(1, 2, 2), pixel_patch=(4, 2), temporal_downsamples=1,
+                spatial_downsamples=1)
+    model = TemporalAutoencoder(cfg, rngs=nnx.Rngs(0))
+    assert (model.temporal_compression, model.spatial_compression) == (8, 4)
+    first, second = (level["down"] for level in model.encoder.levels[:2])
+    assert first.spatial is not None and first.temporal is not None
+    assert second is None  # the second level only adds channels
+    video = jax.random.uniform(jax.random.key(0), (1, frames, 16, 24, 3), minval=-1, maxval=1)
+    mean, _ = encode(model, video)
+    assert mean.shape == (1, -(-frames // 8), 4, 6, 5)
+    assert decode(model, mean, frames).shape == video.shape
+
+
 def _copy_spatial(image_model, video_model):
     """Put the image model's weights into the inflated model's spatial layers."""
     image_state = nnx.to_flat_state(nnx.state(image_model))

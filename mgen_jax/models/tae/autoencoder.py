@@ -9,7 +9,7 @@ from flax import nnx
 from mgen_jax.models.tae.decoder import Decoder
 from mgen_jax.models.tae.encoder import Encoder
 from mgen_jax.models.tae import tiling
-from mgen_jax.configs.tae import DEFAULT_TILING
+from mgen_jax.configs.tae import DEFAULT_TILING, spatial_downsamples
 from mgen_jax.models.tae.pixel_patch import depth_to_space_time, space_time_to_depth
 
 
@@ -17,7 +17,7 @@ class TemporalAutoencoder(nnx.Module):
     def __init__(self, cfg, *, temporal: bool = True, rngs: nnx.Rngs):
         self.patch = tuple(cfg.pixel_patch) if temporal else (1, cfg.pixel_patch[1])
         levels = len(cfg.ch_mult) - 1
-        self.spatial_compression = self.patch[1] * 2 ** levels
+        self.spatial_compression = self.patch[1] * 2 ** spatial_downsamples(cfg)
         downsamples = min(cfg.temporal_downsamples, levels) if temporal else 0  # first levels only
         self.temporal_compression = self.patch[0] * 2 ** downsamples
         self.z_channels = cfg.z_channels

@@ -81,27 +81,33 @@ class Attention25D(nnx.Module):
 
 
 class Downsample(nnx.Module):
-    """Stride-2 spatial conv (LDM pads right/bottom by one), then optionally a stride-2 temporal
-    conv with replicate padding."""
+    """Stride-2 spatial conv (LDM pads right/bottom by one) and/or a stride-2 temporal conv with
+    replicate padding."""
 
-    def __init__(self, ch: int, *, temporal: bool, rngs: nnx.Rngs):
-        self.spatial = Conv2D(ch, ch, kernel=3, stride=2, padding=0, rngs=rngs)
+    def __init__(self, ch: int, *, temporal: bool, spatial: bool = True, rngs: nnx.Rngs):
+        if not (spatial or temporal):
+            raise ValueError("a Downsample must downsample space, time or both")
+        self.spatial = Conv2D(ch, ch, kernel=3, stride=2, padding=0, rngs=rngs) if spatial else None
         self.temporal = TemporalConv(ch, ch, stride=2, rngs=rngs) if temporal else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.spatial(x, padding=((0, 1), (0, 1)))
+        if self.spatial is not None:
+            x = self.spatial(x, padding=((0, 1), (0, 1)))
         return self.temporal(x) if self.temporal is not None else x
 
 
 class Upsample(nnx.Module):
-    """Nearest-neighbour x2 + conv in space; optionally nearest x2 + temporal conv in time."""
+    """Nearest-neighbour x2 + conv in space and/or nearest x2 + temporal conv in time."""
 
-    def __init__(self, ch: int, *, temporal: bool, rngs: nnx.Rngs):
-        self.spatial = Conv2D(ch, ch, kernel=3, rngs=rngs)
+    def __init__(self, ch: int, *, temporal: bool, spatial: bool = True, rngs: nnx.Rngs):
+        if not (spatial or temporal):
+            raise ValueError("an Upsample must upsample space, time or both")
+        self.spatial = Conv2D(ch, ch, kernel=3, rngs=rngs) if spatial else None
         self.temporal = TemporalConv(ch, ch, rngs=rngs) if temporal else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.spatial(jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3))
+        if self.spatial is not None:
+            x = self.spatial(jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3))
         if self.temporal is not None:
             x = self.temporal(jnp.repeat(x, 2, axis=1))
         return x

@@ -2,6 +2,7 @@
 import jax
 from flax import nnx
 
+from mgen_jax.configs.tae import spatial_downsamples
 from mgen_jax.models.layers import Conv2D, GroupNorm
 from mgen_jax.models.tae.blocks import Attention25D, ResnetBlock, Upsample
 from mgen_jax.models.tae.conv25d import Conv25D
@@ -27,9 +28,10 @@ class Decoder(nnx.Module):
                 blocks.append(ResnetBlock(block_in, block_out, groups=g, temporal=temporal, rngs=rngs))
                 block_in = block_out
             up = None
-            if level > 0:  # temporal upsampling mirrors the encoder's first-level downsampling
-                up = Upsample(block_in, temporal=temporal and level <= cfg.temporal_downsamples,
-                              rngs=rngs)
+            in_time = temporal and level <= cfg.temporal_downsamples  # mirrors the encoder
+            in_space = level <= spatial_downsamples(cfg)
+            if level > 0 and (in_time or in_space):
+                up = Upsample(block_in, temporal=in_time, spatial=in_space, rngs=rngs)
             self.levels.append(nnx.Dict(blocks=blocks, up=up))
         self.norm_out = GroupNorm(block_in, groups=g, rngs=rngs)
         self.conv_out = Conv25D(block_in, out_channels, temporal=temporal, rngs=rngs)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mgen_jax.configs.tae import spatial_downsamples
 from mgen_jax.models.layers import Conv2D, GroupNorm
 from mgen_jax.models.tae.blocks import Attention25D, Downsample, ResnetBlock
 from mgen_jax.models.tae.conv25d import Conv25D
@@ -22,9 +23,12 @@ class Encoder(nnx.Module):
                 blocks.append(ResnetBlock(block_in, block_out, groups=g, temporal=temporal, rngs=rngs))
                 block_in = block_out
             down = None
-            if level < len(chans) - 1:  # temporal downsampling in the first levels only
-                down = Downsample(block_in, temporal=temporal and level < cfg.temporal_downsamples,
-                                  rngs=rngs)
+            # Spatial and temporal downsampling happen in the first levels; a later level that
+            # does neither only adds channels.
+            in_time = temporal and level < cfg.temporal_downsamples
+            in_space = level < spatial_downsamples(cfg)
+            if level < len(chans) - 1 and (in_time or in_space):
+                down = Downsample(block_in, temporal=in_time, spatial=in_space, rngs=rngs)
             self.levels.append(nnx.Dict(blocks=blocks, down=down))
         self.mid_block1 = ResnetBlock(block_in, block_in, groups=g, temporal=temporal, rngs=rngs)
         self.mid_attn = (Attention25D(block_in, groups=g, temporal=temporal, rngs=rngs)
