@@ -5,8 +5,8 @@ one DiT forward over the conditional and unconditional halves, the whole loop an
 decode in one compiled program), on random weights, for two models:
 
   * `quickstart`: the model of experiments/quickstart.py at its own sampling settings;
-  * `mid`: the mid-size DiT of `mgen bench dit` (width 1024, 4 layers, 1024 tokens per video)
-    with the quickstart's TAE at 256 px x 32 frames.
+  * `mid`: the mid-size DiT of `mgen bench dit` (width 1024, 4 layers) with the quickstart's
+    TAE and 1x1x1 patches at 256 px x 32 frames: 4x32x32 = 4,096 tokens per video.
 
 For each: the compile time of the first call, the steady-state seconds per call (median), and,
 timed apart in the same process, the TAE decode and the text encoding of the same batch, so that
