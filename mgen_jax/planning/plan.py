@@ -204,6 +204,17 @@ def _config_summary(cfg, dit, state, analytic) -> dict:
     }
 
 
+def analyze_compiled(compiled, hlo_path: str | None = None):
+    """The compiled program's HLO read by planning/hlo.py (loops, matmuls, collectives); its
+    text is also written to hlo_path when given."""
+    from mgen_jax.planning import hlo
+    text = compiled.as_text()
+    if hlo_path:
+        with open(hlo_path, "w") as f:
+            f.write(text)
+    return hlo.analyze(text)
+
+
 def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
                     hlo_path: str | None = None) -> dict:
     """Compile cfg's DiT train step for `topology` and report memory, FLOPs and collectives.
@@ -227,11 +238,7 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
 
     main = compile_train_step(cfg, mesh, rules)
     compiled = main["compiled"]
-    text = compiled.as_text()
-    if hlo_path:
-        with open(hlo_path, "w") as f:
-            f.write(text)
-    module = hlo.analyze(text)
+    module = analyze_compiled(compiled, hlo_path)
     cost = _cost(compiled)
     analytic = dit_train_flops(cfg)
 

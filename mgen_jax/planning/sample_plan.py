@@ -31,8 +31,8 @@ import numpy as np
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes
 from mgen_jax.planning.plan import (_GIB, _cost, _per_device_bytes as _per_device, _si,
-                                    _unroll_variant, attention_core_rows, collective_rows,
-                                    memory_summary, slice_layout)
+                                    _unroll_variant, analyze_compiled, attention_core_rows,
+                                    collective_rows, memory_summary, slice_layout)
 
 
 def default_videos(cfg) -> int:
@@ -274,11 +274,7 @@ def plan_sample(cfg, topology: str, *, videos: int | None = None, correct_scan: 
     # 1. the DiT sampling step
     step = compile_sample_step(cfg, mesh, rules, videos, text_dtype)
     compiled = step["compiled"]
-    hlo_text = compiled.as_text()
-    if hlo_path:
-        with open(hlo_path, "w") as f:
-            f.write(hlo_text)
-    module = hlo.analyze(hlo_text)
+    module = analyze_compiled(compiled, hlo_path)
     costs = _dit_step_costs(cfg, mesh, rules, videos, text_dtype, step, correct_scan)
     analytic = dit_forward_flops(cfg, 2 * videos)
     matmul_total = hlo.matmul_flops(module) * n_dev
@@ -339,7 +335,7 @@ def plan_sample(cfg, topology: str, *, videos: int | None = None, correct_scan: 
     tiles = tae["tiles"]
     full_cost = _cost(tae["full"]["compiled"])
     full_flops, full_s = float(full_cost.get("flops", -1)), _seconds(full_cost)
-    tae_module = hlo.analyze(tae["full"]["compiled"].as_text())
+    tae_module = analyze_compiled(tae["full"]["compiled"])
     decode_flops, decode_s = full_flops, full_s
     if tae["window"] is not None:
         wcost = _cost(tae["window"]["compiled"])
