@@ -47,8 +47,9 @@ def _write_json(path: str, value: dict) -> None:
 
 def _evaluate(workdir: str, out: str | None = None) -> dict:
     """The evaluation of the workdir's job (configs/registries.py:JOBS)."""
-    from mgen_jax.workdir import load_workdir_config
-    return JOBS.load(load_workdir_config(workdir).job, "evaluate")(workdir, out)
+    from mgen_jax.workdir import load_workdir_config, phase_timer
+    with phase_timer(workdir, "eval"):
+        return JOBS.load(load_workdir_config(workdir).job, "evaluate")(workdir, out)
 
 
 def _cmd_train(args, overrides):

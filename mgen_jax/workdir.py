@@ -6,16 +6,20 @@
     <workdir>/latents/               TAE latents + text fields, precomputed once
     <workdir>/checkpoints/<phase>/   Orbax checkpoints of one phase (tae, dit)
     <workdir>/metrics.jsonl, tensorboard/, eval/, eval.json
+    <workdir>/timings.json           wall seconds of each phase of the last run that did it
 
 A leaf: it imports nothing from the package, so every layer (training writes a workdir,
 inference and evaluation read one, the CLI checks one) may use it.
 """
+import contextlib
 import json
 import os
+import time
 
 import ml_collections
 
 CONFIG_FILE = "config.json"
+TIMINGS_FILE = "timings.json"
 
 
 class WorkdirError(ValueError):
@@ -88,3 +92,32 @@ def _lists_to_tuples(d):
     if isinstance(d, dict):
         return {k: _lists_to_tuples(v) for k, v in d.items()}
     return tuple(d) if isinstance(d, list) else d
+
+
+def timings_path(workdir: str) -> str:
+    return os.path.join(workdir, TIMINGS_FILE)
+
+
+def read_timings(workdir: str) -> dict:
+    """{phase: wall seconds} of the phases timed so far ({} before the first)."""
+    path = timings_path(workdir)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def phase_timer(workdir: str, phase: str):
+    """Time one phase of a job (data, tae, latents, dit, eval) and record its wall seconds in
+    <workdir>/timings.json, so the split of a run can be read back after it (a phase that
+    resumes or is skipped records the time this run spent on it). Prints one line per phase."""
+    start = time.perf_counter()
+    yield
+    seconds = round(time.perf_counter() - start, 1)
+    timings = {**read_timings(workdir), phase: seconds}
+    tmp = timings_path(workdir) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(timings, f, indent=2)
+    os.replace(tmp, timings_path(workdir))
+    print(f"[{phase}] {seconds:.0f} s")

@@ -24,6 +24,10 @@ def _env():
     return env
 
 
+# Whole `mgen train/sample/eval` jobs in subprocesses, twice (once killed): minutes on 2 cores.
+pytestmark = pytest.mark.slow
+
+
 def _mgen(*args, **kw):
     return subprocess.run([sys.executable, "-m", "mgen_jax.cli", *args], env=_env(),
                           capture_output=True, text=True, timeout=900, **kw)
@@ -57,6 +61,9 @@ def test_train_writes_metrics_checkpoints_and_eval(trained):
     assert (trained / "eval" / sample["file"]).exists()
     assert (trained / "eval" / "contact_sheet.png").exists()
     assert read_mp4(trained / "eval" / sample["file"]).shape[0] == 16
+    timings = json.loads((trained / "timings.json").read_text())  # the run's phase split
+    assert list(timings) == ["data", "tae", "latents", "dit", "eval"]
+    assert all(seconds > 0 for seconds in timings.values())
 
 
 def test_sample_writes_playable_mp4(trained, tmp_path):

@@ -11,7 +11,11 @@ shape), the step is `make_dit_train_step_on_embeddings` with the experiment's op
     count (`cost_analysis()`; the bench model runs its layers unrolled, `scan_layers=False`,
     because XLA counts a scan body once);
   * achieved model FLOP/s and its ratio to the matmul peak;
-  * attention memory vs sequence length (benchmarks/attention_memory.py), compile-time only.
+  * attention memory vs sequence length (benchmarks/attention_memory.py), compile-time only;
+  * the PyTorch peer (benchmarks/wan_peer.py): diffusers' WanTransformer3DModel of the same size
+    on the same latents and text tokens, timed right after our step on the same cores, with its
+    own analytic FLOPs (its FFN has 2 matrices to our 3), so step time and time per FLOP are
+    both compared; {"available": False, ...} without torch / diffusers.
 
     mgen bench dit [--json=F] [--quick]
 """
@@ -21,6 +25,7 @@ import jax
 import numpy as np
 
 from mgen_jax.benchmarks.matmul_peak import machine_info, matmul_peak, median_seconds
+from mgen_jax.benchmarks.wan_peer import peer_shape, wan_peer_bench
 from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes, total_text_tokens
@@ -97,6 +102,15 @@ def _attention_memory(shape: dict) -> dict:
             "peak_growth": growth}
 
 
+def _peer(cfg, shape: dict) -> dict:
+    """The diffusers peer on the device kind our step ran on (torch has no TPU backend here)."""
+    device = {"cpu": "cpu", "gpu": "cuda"}.get(jax.default_backend())
+    if device is None:
+        return {"available": False, "error": f"no PyTorch peer on {jax.default_backend()}"}
+    return wan_peer_bench(peer_shape(cfg), steps=shape["steps"], warmup=shape["warmup"],
+                          grad_clip=cfg.dit_optimizer.grad_clip, device=device)
+
+
 def dit_step_timing(cfg, *, steps: int, warmup: int) -> dict:
     """Compile and time the real train step of cfg's DiT on a 1-device mesh."""
     mesh = build_mesh(cfg.mesh, devices=jax.devices()[:1])
@@ -146,13 +160,16 @@ def dit_step_timing(cfg, *, steps: int, warmup: int) -> dict:
     }
 
 
-def dit_bench(quick: bool = False) -> dict:
-    """The `dit` benchmark: a JSON-able dict (see the module docstring)."""
+def dit_bench(quick: bool = False, with_peer: bool = True) -> dict:
+    """The `dit` benchmark: a JSON-able dict (see the module docstring); with_peer=False skips
+    the PyTorch peer."""
     shape = QUICK if quick else FULL
     cfg = bench_config(shape)
     machine = machine_info()
     peak_before = matmul_peak(shape["matmul_sizes"], repeats=shape["matmul_repeats"])
     step = dit_step_timing(cfg, steps=shape["steps"], warmup=shape["warmup"])
+    peer = (_peer(cfg, shape) if with_peer
+            else {"available": False, "error": "skipped (with_peer=False)"})
     peak_after = matmul_peak(shape["matmul_sizes"], repeats=shape["matmul_repeats"])
     peak = max(peak_before["flops_per_s"], peak_after["flops_per_s"])
     peak_per_cpu_s = max(peak_before["flops_per_cpu_s"], peak_after["flops_per_cpu_s"])
@@ -165,6 +182,19 @@ def dit_bench(quick: bool = False) -> dict:
     attention = _attention_memory(shape)
     d = cfg.dit
     growth = attention.get("peak_growth", {})
+    if peer["available"]:
+        peer["fraction_of_matmul_peak"] = peer["achieved_model_flops_per_s"] / peak
+        peer["versus_ours"] = {
+            "step_time_ratio (ours / peer)": step["step_seconds"] / peer["step"]["step_seconds"],
+            "flops_per_s_ratio (ours / peer)": achieved / peer["achieved_model_flops_per_s"],
+            "flops_per_cpu_s_ratio (ours / peer)": (
+                model_flops / step["step_cpu_seconds"]
+                / (peer["model_flops_per_step"] / peer["step"]["step_cpu_seconds"])),
+            "model_flops_ratio (ours / peer)": model_flops / peer["model_flops_per_step"],
+            "note": "the models differ in FFN (our SwiGLU 3 matrices, Wan's GELU 2), text "
+                    "projection and conditioning; FLOP/s compares time per analytic FLOP",
+        }
+    versus = peer.get("versus_ours", {})
     summary = {
         "shape": f"width {d.width}, depth {d.depth}, heads {d.num_heads}, mlp {d.mlp_dim}, "
                  f"batch {cfg.dit_train.batch_size} x {flops['tokens_per_sample']} tokens "
@@ -181,6 +211,10 @@ def dit_bench(quick: bool = False) -> dict:
         "attention_peak_growth (chunked)": growth.get("chunked"),
         "load_average_1m (start, end)": [machine["load_average_1m"],
                                          machine["load_average_1m_end"]],
+        "peer (diffusers WanTransformer3DModel) step_seconds": (
+            peer["step"]["step_seconds"] if peer["available"] else None),
+        "step_time_ratio (ours / peer)": versus.get("step_time_ratio (ours / peer)"),
+        "flops_per_s_ratio (ours / peer)": versus.get("flops_per_s_ratio (ours / peer)"),
     }
     return {
         "benchmark": "dit",
@@ -229,10 +263,13 @@ def dit_bench(quick: bool = False) -> dict:
             "fraction_of_matmul_peak": model_flops / step["step_cpu_seconds"] / peak_per_cpu_s,
         },
         "attention_memory": attention,
+        "peer": peer,
         "checks": {
             "step_at_least_half_of_matmul_peak": achieved / peak >= 0.5,
             "chunked_attention_peak_growth_at_most_2.2x": (
                 attention["peak_growth"].get("chunked", float("inf")) <= 2.2
                 if attention["available"] else None),
+            "step_at_least_as_fast_as_peer": (
+                versus["step_time_ratio (ours / peer)"] <= 1.0 if peer["available"] else None),
         },
     }

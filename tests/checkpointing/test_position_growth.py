@@ -30,6 +30,7 @@ def test_stretch_keeps_old_rows_at_multiples_and_interpolates_between():
     np.testing.assert_array_equal(stretch_table(old, 12)[::3], old)
 
 
+@pytest.mark.slow  # builds two DiTs
 @unsharded()  # calls the DiT directly, deliberately without sharding constraints
 def test_stage_growth_t2i_to_video_keeps_image_outputs():
     t2i, video = _model((1, 4, 4)), _model((6, 8, 8))

@@ -31,6 +31,7 @@ def _captions(data_dir, shard):
     return [decode_record(src[i])["caption"] for i in range(len(src))]
 
 
+@pytest.mark.slow  # two jax.distributed processes
 def test_two_processes_write_a_complete_cache_of_bf16_embeddings(dataset, tmp_path):
     cfg = load_config(SMOKE)
     encoder = load_prompt_encoder(cfg)
@@ -82,6 +83,7 @@ def test_cli_precompute_text(dataset, tmp_path, capsys):
     assert load_text_cache(tmp_path / "c")["num_records"] == 20
 
 
+@pytest.mark.slow  # a whole DiT phase + sampling
 def test_dit_trains_on_cached_embeddings_and_samples(tmp_path):
     from mgen_jax.inference.loading import load_text_to_video
     from mgen_jax.training.text_to_video_job import run_text_to_video

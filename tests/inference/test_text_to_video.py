@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.quickstart import get_config
 from mgen_jax.inference.text_to_video import TextToVideo
@@ -38,6 +39,7 @@ class _Counting:
         return call
 
 
+@pytest.mark.slow  # compiles the whole sampler
 def test_text_is_encoded_once_per_call_and_dit_runs_once_per_step():
     pipeline = _pipeline()
     encoder_calls, dit_batches = [], []

@@ -63,7 +63,9 @@ def test_fresh_model_predicts_zero_and_every_param_has_logical_axes():
     assert logical_axes(nnx.state(model))["blocks"]["ffn"]["gate"]["kernel"] == ("layers", "embed", "mlp")
 
 
-@pytest.mark.parametrize("variant", [dict(scan_layers=False), dict(remat="full")])
+@pytest.mark.parametrize("variant", [
+    pytest.param(dict(scan_layers=False), marks=pytest.mark.slow),  # 4 layers unrolled: slow compile
+    dict(remat="full")])
 def test_scan_loop_and_remat_agree(variant):
     ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dims=TEXT_DIMS,
@@ -88,7 +90,7 @@ def test_output_depends_on_text_time_and_ignores_masked_text():
 
 
 @pytest.mark.parametrize("variant", [dict(remat="save_dots"), dict(remat="save_attention_out"),
-                                     dict(remat="offload"),
+                                     pytest.param(dict(remat="offload"), marks=pytest.mark.slow),
                                      dict(scan_unroll=3), dict(remat="full", scan_unroll=3)])
 def test_remat_policies_and_unroll_agree_with_plain_scan(variant):
     ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
@@ -102,6 +104,7 @@ def test_remat_policies_and_unroll_agree_with_plain_scan(variant):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # compiles several remat variants
 def test_remat_policies_change_what_is_saved():
     """The policies are not all the same program: fewer saved residuals -> less temp memory."""
     def temp_bytes(remat):

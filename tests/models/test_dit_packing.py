@@ -52,6 +52,7 @@ def test_pack_unpack_round_trip_and_errors():
         pack_clips(latents, PATCH, max_tokens=16, max_segments=3, rows=1)
 
 
+@pytest.mark.slow  # compiles the packed and per-clip forwards
 def test_packed_forward_equals_each_clip_alone():
     model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     latents, texts, masks, ts = _clips()
@@ -85,6 +86,7 @@ def _setup(text_len=6):
     return cfg, dit, optimizer, state, null
 
 
+@pytest.mark.slow  # compiles one train step per bucket
 def test_bucketed_batches_compile_once_per_bucket():
     cfg, dit, optimizer, state, null = _setup()
     step = jax.jit(make_dit_train_step_on_embeddings(dit, optimizer, flow_cfg=cfg.flow,
@@ -112,6 +114,7 @@ def test_bucketed_batches_compile_once_per_bucket():
     assert step._cache_size() == 3
 
 
+@pytest.mark.slow  # compiles a packed train step
 def test_packed_step_compiles_once_for_any_mix_of_clip_shapes():
     cfg, dit, optimizer, state, null = _setup()
     step = jax.jit(make_packed_dit_train_step(dit, optimizer, flow_cfg=cfg.flow, latent_shift=0.0,

@@ -69,6 +69,7 @@ def test_tiled_round_trip_keeps_every_length(tae, frames):
     assert out.shape == video.shape and bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.slow  # compiles tiled and untiled TAE
 def test_tiles_within_one_tile_equal_the_untiled_model(tae):
     video = jax.random.uniform(jax.random.key(2), (2, 29, 16, 40, 3), minval=-1, maxval=1)
     mean, logvar = nnx.jit(lambda m, v: m.encode_tiled(v))(tae, video)

@@ -130,7 +130,10 @@ def _single_device_reference():
     return _dit_steps("single")[0]
 
 
-@pytest.mark.parametrize("mesh_name", ["data_fsdp", "fsdp_tensor"])
+# fsdp_tensor (FSDP and tensor parallel at once) runs by default; the other whole-step
+# equalities are `slow` (CI runs them).
+@pytest.mark.parametrize("mesh_name", [pytest.param("data_fsdp", marks=pytest.mark.slow),
+                                       "fsdp_tensor"])
 def test_dit_sharded_equals_single_device(mesh_name):
     ref = _single_device_reference()
     run, state = _dit_steps(mesh_name)
@@ -144,8 +147,8 @@ def test_dit_sharded_equals_single_device(mesh_name):
 
 
 @pytest.mark.parametrize("mesh_name,extra", [
-    ("fsdp_context", ["dit.context_parallel=all_gather"]),
-    ("fsdp_context", ["dit.context_parallel=ring"]),
+    pytest.param("fsdp_context", ["dit.context_parallel=all_gather"], marks=pytest.mark.slow),
+    pytest.param("fsdp_context", ["dit.context_parallel=ring"], marks=pytest.mark.slow),
     # Slow (the attention-level equality of ulysses, ring+chunked and chunked per shard, outputs
     # and q/k/v gradients, runs by default in tests/parallel/test_context_parallel.py);
     # `pytest -m slow` runs these whole steps.

@@ -47,6 +47,7 @@ def plan_none(tmp_path_factory):
     return _plan(tmp_path_factory, "none")
 
 
+@pytest.mark.slow  # compiles the planned train step
 def test_plan_json_has_every_field(plan_full):
     p = plan_full
     for key in ("topology", "chip", "chips", "devices", "mesh", "rules", "config",
@@ -71,6 +72,7 @@ def test_plan_json_has_every_field(plan_full):
     assert 0 < cs["lower"] + cs["compile"] + cs["flops_variant"] <= cs["total_plan"]
 
 
+@pytest.mark.slow  # compiles the planned train step
 def test_plan_memory_is_positive_and_consistent(plan_full):
     m = plan_full["memory_per_device"]
     kinds = m["arguments_by_kind"]
@@ -94,6 +96,7 @@ def test_plan_memory_is_positive_and_consistent(plan_full):
     assert 0.2 < kinds["params_bytes"] / full_params < 0.35
 
 
+@pytest.mark.slow  # compiles the planned train step
 def test_compiled_flops_match_analytic_plus_remat(plan_full, plan_none):
     full, none = plan_full["flops"], plan_none["flops"]
     assert full["analytic_per_step"] == none["analytic_per_step"]
@@ -113,6 +116,7 @@ def test_compiled_flops_match_analytic_plus_remat(plan_full, plan_none):
     assert full["cost_analysis_raw_flops_per_device"] * 4 < 0.5 * full["compiled_per_step"]
 
 
+@pytest.mark.slow  # compiles the planned train step
 def test_plan_collectives_estimate_and_replication(plan_full):
     col = plan_full["collectives"]
     hlo_kinds = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
@@ -137,6 +141,7 @@ def test_plan_collectives_estimate_and_replication(plan_full):
     assert 0 < plan_full["replicated_parameter_fraction"] <= 0.02
 
 
+@pytest.mark.slow  # compiles the planned train step
 def test_plan_reports_parameters_the_mesh_does_not_divide(plan_full):
     assert plan_full["undivided_parameters"] == {"count": 0, "parameters": []}  # all divide
     plan = copy.deepcopy(plan_full)

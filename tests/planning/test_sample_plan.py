@@ -51,6 +51,7 @@ def _cfg():
     return load_config(CONFIG, [flag[len("--config."):] for flag in TINY])
 
 
+@pytest.mark.slow  # compiles the sampling step and decode
 def test_guidance_doubles_the_dit_batch(sample):
     c = sample["config"]
     assert sample["mode"] == "sample" and sample["topology"] == "v5p:2x2x1"
@@ -91,6 +92,7 @@ def test_forward_flops_are_a_third_of_the_compiled_train_step(sample, train):
         1 / 3, rel=0.1)
 
 
+@pytest.mark.slow  # compiles the sampling step and decode
 def test_memory_fields_add_up(sample):
     parts = {"dit": sample["dit_step"]["memory_per_device"],
              "tae": sample["tae_decode"]["memory_per_device"],
@@ -116,6 +118,7 @@ def test_memory_fields_add_up(sample):
         m["temporary_bytes"] for m in parts.values())
 
 
+@pytest.mark.slow  # compiles the sampling step and decode
 def test_decode_is_scan_corrected(sample):
     d = sample["tae_decode"]
     assert d["tiles"]["temporal_tiles"] == 3 and d["tiles"]["window_decodes"] == 3
@@ -126,6 +129,7 @@ def test_decode_is_scan_corrected(sample):
     assert 1.0 <= d["flops_per_video"] / d["hlo_matmul_flops_per_video"] < 1.3
 
 
+@pytest.mark.slow  # compiles the sampling step and decode
 def test_seconds_per_video_adds_up(sample):
     t, e = sample["timing"], sample["dit_step"]["xla_estimate"]
     assert "NOT" in t["label"] and "NOT a measurement" in e["label"]

@@ -147,6 +147,7 @@ def _get(tree, path):
     return tree
 
 
+@pytest.mark.slow  # compiles the GAN step
 def test_gan_gradients_come_from_own_losses_and_adaptive_weight_matches_taming(pair):
     _, model, params = pair
     weights = TaeLossWeights(kl_weight=1e-3, mse_weight=1.0, l1_weight=1.0, opl_weight=10.0)
@@ -187,6 +188,7 @@ def test_gan_gradients_come_from_own_losses_and_adaptive_weight_matches_taming(p
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))))
 
 
+@pytest.mark.slow  # compiles the GAN step
 def test_gan_step_discriminator_waits_for_disc_start(pair):
     _, model, params = pair
     opt, lpips = optax.adam(1e-3), lpips_model()
