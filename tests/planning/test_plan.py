@@ -17,7 +17,7 @@ from mgen_jax.models.dit.flops import dit_train_flops
 from mgen_jax.parallel.replication import replicated_fraction
 from mgen_jax.planning import hlo
 from mgen_jax.planning.collectives import collectives_summary
-from mgen_jax.planning.plan import format_plan
+from mgen_jax.planning.plan import format_plan, whole_step_estimate
 
 # Matmul-dominated on purpose (width 256, 32 video tokens x batch 8), so the compiled/analytic
 # ratio measures the remat recompute rather than elementwise overheads.
@@ -70,6 +70,9 @@ def test_plan_json_has_every_field(plan_full):
     # The phases are timed inside the whole plan's wall time (same unit, nothing double-counted).
     cs = p["compile_seconds"]
     assert 0 < cs["lower"] + cs["compile"] + cs["flops_variant"] <= cs["total_plan"]
+    whole = p["xla_estimate"]["whole_step"]  # no Pallas kernel here: XLA's estimate is all of it
+    assert whole["seconds"] == p["xla_estimate"]["step_seconds"]
+    assert whole["mfu"] == pytest.approx(p["xla_estimate"]["implied_mfu"])
 
 
 @pytest.mark.slow  # compiles the planned train step
@@ -151,6 +154,25 @@ def test_plan_reports_parameters_the_mesh_does_not_divide(plan_full):
     text = format_plan(plan)
     assert "1 parameter dimension(s) replicated because the mesh does not divide them" in text
     assert "conditioner/projections/ul2/proj/kernel (6, 256): dim 0 (mlp) over tensor = 2" in text
+
+
+def test_whole_step_adds_the_pallas_core_at_peak_and_scales_to_the_stage():
+    # 256 chips at 459 TFLOP/s; XLA sees 5 s; the core costs 4.5/3 of its analytic 2e17.
+    flops = {"attention_core_hardware_estimate": {"flops": 3e17}}
+    w = whole_step_estimate({"step_seconds": 5.0}, flops, chips=256, peak_bf16_flops=459e12,
+                            analytic_total=1e18, stage_steps=74_500)
+    core_s = 3e17 / (256 * 459e12)
+    assert w["attention_core_seconds"] == pytest.approx(core_s)
+    assert w["seconds"] == pytest.approx(5.0 + core_s) and w["xla_seconds"] == 5.0
+    assert w["mfu"] == pytest.approx(1e18 / ((5.0 + core_s) * 256 * 459e12))
+    assert w["stage_days_one_slice"] == pytest.approx(74_500 * (5.0 + core_s) / 86_400)
+    assert "estimate" in w["label"]
+    # No Pallas kernel: the whole step is XLA's; no step estimate: nothing to report.
+    plain = whole_step_estimate({"step_seconds": 2.0}, {}, chips=4, peak_bf16_flops=1e14,
+                                analytic_total=4e14, stage_steps=10)
+    assert plain["seconds"] == 2.0 and plain["mfu"] == pytest.approx(0.5)
+    assert whole_step_estimate({"step_seconds": None}, flops, chips=4, peak_bf16_flops=1e14,
+                               analytic_total=1.0, stage_steps=10) is None
 
 
 def test_analytic_flops_against_a_hand_count():

@@ -60,10 +60,12 @@ class MultiHeadAttention(nnx.Module):
         self.o = Dense(width, width, axes=("heads", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
         self.num_heads = num_heads
 
-    def heads(self, t: jax.Array) -> jax.Array:
+    def heads(self, t: jax.Array, sequence: str = "act_seq") -> jax.Array:
+        """[B, N, W] -> [B, N, heads, head_dim]; cross-attention keys and values pass
+        sequence='act_text' (the text stays whole on every context shard)."""
         b, n, _ = t.shape
         return constrain(t.reshape(b, n, self.num_heads, -1),
-                         ("act_batch", "act_seq", "act_heads", "act_kv"))
+                         ("act_batch", sequence, "act_heads", "act_kv"))
 
     def output(self, out: jax.Array) -> jax.Array:
         b, n = out.shape[:2]
@@ -122,7 +124,8 @@ class TransformerBlock(nnx.Module):
 
         c = self.cross_attn
         seg = None if token_segments is None else (token_segments, text_segments)
-        out = attention(c.heads(c.q(self.cross_norm(x))), c.heads(c.k(text)), c.heads(c.v(text)),
+        out = attention(c.heads(c.q(self.cross_norm(x))), c.heads(c.k(text), "act_text"),
+                        c.heads(c.v(text), "act_text"),
                         text_mask, seg, backend=_cross_backend(mesh_backend(self.backend)),
                         context_parallel=None)
         x = x + c.o(out.reshape(out.shape[0], out.shape[1], -1))

@@ -2,12 +2,18 @@
 width, then all encoders concatenated along the sequence (with their masks) for cross-attention.
 
 Inputs are dicts keyed by encoder name (cfg.text.encoders); leading dims are free, so the same
-module serves [B, L, D] batches and packed [B, S, L, D] rows."""
+module serves [B, L, D] batches and packed [B, S, L, D] rows.
+
+The text sequence is laid out whole on every device ('act_text' maps to no mesh axis): the pieces
+have unequal lengths (Movie Gen's 300 + 256 + 100), and a sequence split over the context axis
+would cut the concatenation across shard boundaries, which XLA lowers to per-token
+collective-permutes; every context shard's queries attend to all of it anyway."""
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from mgen_jax.models.layers import Dense, LayerNorm
+from mgen_jax.parallel.logical_rules import constrain
 
 
 class TextProjection(nnx.Module):
@@ -17,6 +23,11 @@ class TextProjection(nnx.Module):
 
     def __call__(self, text: jax.Array) -> jax.Array:
         return self.norm(self.proj(text))
+
+
+def _text_layout(x: jax.Array) -> jax.Array:
+    """[B, (S,) L, W]: the batch split as activations are, the text sequence whole."""
+    return constrain(x, ("act_batch",) + (None,) * (x.ndim - 3) + ("act_text", "act_embed"))
 
 
 class TextConditioner(nnx.Module):
@@ -33,9 +44,10 @@ class TextConditioner(nnx.Module):
         if missing:
             raise ValueError(f"text conditioner: no embeddings for encoders {missing} "
                              f"(got {sorted(text)})")
-        context = jnp.concatenate([self.projections[n](text[n]) for n in self.names], axis=-2)
+        context = jnp.concatenate(
+            [_text_layout(self.projections[n](text[n])) for n in self.names], axis=-2)
         joint = jnp.concatenate([mask[n].astype(bool) for n in self.names], axis=-1)
-        return context, joint
+        return _text_layout(context), joint
 
 
 def drop_text(key, text: dict, mask: dict, null_text: dict, null_mask: dict, rate: float,
