@@ -24,7 +24,8 @@ import time
 import jax
 import numpy as np
 
-from mgen_jax.benchmarks.matmul_peak import machine_info, matmul_peak, median_seconds
+from mgen_jax.benchmarks.matmul_peak import (machine_info, matmul_peak, median_seconds,
+                                              step_time_fields)
 from mgen_jax.benchmarks.wan_peer import peer_shape, wan_peer_bench
 from mgen_jax.configs.schema import default_experiment
 from mgen_jax.configs.tae import latent_frames, spatial_compression
@@ -148,13 +149,7 @@ def dit_step_timing(cfg, *, steps: int, warmup: int) -> dict:
     return {
         "num_params": dit.num_params(),
         "compile_seconds": compile_seconds,
-        "step_seconds": t["median"],
-        "step_seconds_min": t["min"],
-        "step_seconds_max": t["max"],
-        "step_seconds_all": t["all"],
-        "step_cpu_seconds": t["cpu_median"],
-        "steps_timed": steps,
-        "warmup_steps": warmup,
+        **step_time_fields(t, steps=steps, warmup=warmup),
         "final_loss": loss,
         "xla_flops": _xla_flops(compiled),
     }

@@ -35,6 +35,14 @@ def median_seconds(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -
             "all": times, "cpu_median": statistics.median(cpu)}
 
 
+def step_time_fields(timing: dict, *, steps: int, warmup: int) -> dict:
+    """A train-step bench's timing fields from `median_seconds`' result (ours and the peer's)."""
+    return {"step_seconds": timing["median"], "step_seconds_min": timing["min"],
+            "step_seconds_max": timing["max"], "step_seconds_all": timing["all"],
+            "step_cpu_seconds": timing["cpu_median"], "steps_timed": steps,
+            "warmup_steps": warmup}
+
+
 def matmul_peak(sizes=(1024, 2048), *, repeats: int = 7, dtype=jnp.float32,
                 device=None) -> dict:
     """FLOP/s of `a @ b` ([n, n] x [n, n]) at each size; the best median is the peak."""

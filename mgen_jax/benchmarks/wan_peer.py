@@ -28,7 +28,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-from mgen_jax.benchmarks.matmul_peak import median_seconds
+from mgen_jax.benchmarks.matmul_peak import median_seconds, step_time_fields
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes
 
@@ -167,13 +167,7 @@ def wan_peer_step_timing(shape: PeerShape, *, steps: int, warmup: int, seed: int
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "input_shape": [b, c, tt, h, w],
         "output_shape": list(holder["output_shape"]),
-        "step_seconds": t["median"],
-        "step_seconds_min": t["min"],
-        "step_seconds_max": t["max"],
-        "step_seconds_all": t["all"],
-        "step_cpu_seconds": t["cpu_median"],
-        "steps_timed": steps,
-        "warmup_steps": warmup,
+        **step_time_fields(t, steps=steps, warmup=warmup),
         "final_loss": holder["loss"],
     }
 

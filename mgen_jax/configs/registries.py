@@ -48,16 +48,23 @@ CONTEXT_PARALLEL = Registry("context-parallel strategy", "mgen_jax.models.attent
                      "all-to-all sequence <-> heads"),
 })
 
+# meta reruns_splash_forward: whether the backward re-runs the Pallas flash forward (the plan's
+# estimate of the kernel's cost, which XLA cannot see, depends on it).
+_RERUNS = {"reruns_splash_forward": True}
 REMAT_POLICIES = Registry("remat policy", "mgen_jax.models.dit", {
-    "none": Entry("mgen_jax.models.dit.remat:keep_everything", "nothing recomputed"),
+    "none": Entry("mgen_jax.models.dit.remat:keep_everything", "nothing recomputed",
+                  {"reruns_splash_forward": False}),
     "full": Entry("mgen_jax.models.dit.remat:save_nothing",
-                  "keep only each layer's input, recompute the block"),
+                  "keep only each layer's input, recompute the block", _RERUNS),
     "save_dots": Entry("mgen_jax.models.dit.remat:save_weight_matmuls",
-                       "keep matmuls against weights, recompute the rest"),
+                       "keep matmuls against weights, recompute the rest", _RERUNS),
     "save_attention_out": Entry("mgen_jax.models.dit.remat:save_attention_out",
-                                "keep only the self-attention output"),
+                                "keep only the self-attention output", _RERUNS),
     "offload": Entry("mgen_jax.models.dit.remat:offload_attention_out",
-                     "the self-attention output kept in pinned host memory (TPU/GPU)"),
+                     "the self-attention output kept in pinned host memory (TPU/GPU)", _RERUNS),
+    "save_splash_residuals": Entry("mgen_jax.models.dit.remat:save_splash_residuals",
+                                   "full remat but the splash kernel's output and logsumexp",
+                                   {"reruns_splash_forward": False}),
 })
 
 # An encoder architecture family: its NNX module, and (for checkpoints) the loader of a

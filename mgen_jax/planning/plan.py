@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from mgen_jax.configs.registries import REMAT_POLICIES
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes
 from mgen_jax.planning.tpu_chips import chip_for_topology
@@ -312,12 +313,15 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
         flops["compiled_over_analytic_without_attention_core"] = (
             basis_value / (analytic["total"] - core))
         # What the opaque kernel costs by its algorithm, in units of its analytic (3x forward)
-        # count: forward 1x, flash backward 2.5x (it recomputes the scores), and 1x more when the
-        # remat policy re-runs the block's forward (every policy but "none": the kernel's
-        # residuals are not named, so they are recomputed).
-        kernel = (4.5 if cfg.dit.remat != "none" else 3.5) / 3
+        # count: flash backward 2.5x (it recomputes the scores) and forward 1x per run of the
+        # forward kernel: counted in the compiled program (2 per backward when the remat policy
+        # re-runs it, 1 when it keeps the kernel's named residuals), else the policy's word.
+        runs = splash_forward_runs(pallas["kernels"])
+        if runs is None:
+            runs = 2 if REMAT_POLICIES.entry(cfg.dit.remat).meta["reruns_splash_forward"] else 1
+        kernel = (runs + 2.5) / 3
         flops["attention_core_hardware_estimate"] = {
-            "flops": core * kernel, "over_analytic_core": kernel,
+            "flops": core * kernel, "over_analytic_core": kernel, "forward_runs": runs,
             "note": "estimate, not compiled: splash is flash-style (forward 2 matmuls, backward "
                     "5 incl. recomputed scores) plus the rematerialised forward"}
         flops["compiled_plus_attention_estimate_over_analytic"] = (
@@ -389,6 +393,15 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
                             "total_plan": time.perf_counter() - t_start},
     }
     return plan
+
+
+def splash_forward_runs(kernels: dict) -> float | None:
+    """Forward launches of the splash kernel per backward launch, from the compiled program's
+    Pallas kernel names (splash_mha_fwd*, splash_mha_dkv* / splash_mha_bwd*); None if none."""
+    forward = sum(n for name, n in kernels.items() if name.startswith("splash_mha_fwd"))
+    backward = sum(n for name, n in kernels.items()
+                   if name.startswith(("splash_mha_dkv", "splash_mha_bwd")))
+    return forward / backward if forward and backward else None
 
 
 def whole_step_estimate(estimate: dict, flops: dict, *, chips: int, peak_bf16_flops: float,

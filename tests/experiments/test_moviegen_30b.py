@@ -27,7 +27,8 @@ def test_stage_loads_and_validates(stage):
     assert math.prod(token_grid(cfg)) == tokens
     assert tuple(cfg.dit.max_positions) == tables
     assert cfg.dit_optimizer.lr == lr
-    assert (cfg.dit.size, cfg.dit.remat, cfg.dit.attention) == ("30b", "full", "splash")
+    remat = "save_splash_residuals" if stage == "t2iv_768" else "full"
+    assert (cfg.dit.size, cfg.dit.remat, cfg.dit.attention) == ("30b", remat, "splash")
     assert (cfg.param_dtype, cfg.compute_dtype) == ("float32", "bfloat16")
     assert cfg.tae.z_channels == 16
     # Movie Gen's three encoders: UL2 (4096 wide), long-prompt MetaCLIP (1024, 256 tokens) and

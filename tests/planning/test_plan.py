@@ -17,7 +17,7 @@ from mgen_jax.models.dit.flops import dit_train_flops
 from mgen_jax.parallel.replication import replicated_fraction
 from mgen_jax.planning import hlo
 from mgen_jax.planning.collectives import collectives_summary
-from mgen_jax.planning.plan import format_plan, whole_step_estimate
+from mgen_jax.planning.plan import format_plan, splash_forward_runs, whole_step_estimate
 
 # Matmul-dominated on purpose (width 256, 32 video tokens x batch 8), so the compiled/analytic
 # ratio measures the remat recompute rather than elementwise overheads.
@@ -173,6 +173,17 @@ def test_whole_step_adds_the_pallas_core_at_peak_and_scales_to_the_stage():
     assert plain["seconds"] == 2.0 and plain["mfu"] == pytest.approx(0.5)
     assert whole_step_estimate({"step_seconds": None}, flops, chips=4, peak_bf16_flops=1e14,
                                analytic_total=1.0, stage_steps=10) is None
+
+
+def test_splash_forward_runs_from_the_compiled_kernel_names():
+    # The 30B t2iv_768 plan's Pallas kernels (48 layers): full remat re-runs the flash forward,
+    # save_splash_residuals does not; without splash kernels there is nothing to count.
+    assert splash_forward_runs({"splash_mha_fwd_residuals": 96,
+                                "splash_mha_dkv_no_residuals": 48}) == 2
+    assert splash_forward_runs({"splash_mha_fwd_residuals": 48,
+                                "splash_mha_dkv_no_residuals": 48}) == 1
+    assert splash_forward_runs({"splash_mha_fwd_no_residuals": 4}) is None  # sampling: no bwd
+    assert splash_forward_runs({}) is None
 
 
 def test_analytic_flops_against_a_hand_count():

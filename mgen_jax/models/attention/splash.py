@@ -34,6 +34,10 @@ from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_ke
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
 
 LANES = 128  # kernel block sizes (and so the padded lengths) must be multiples of this
+# The kernel names its residuals (output and log-sum-exp) with this checkpoint name, so a remat
+# policy can keep them and the backward pass need not re-run the flash forward
+# (models/dit/remat.py: save_splash_residuals).
+RESIDUALS = "splash_residuals"
 DEFAULT_BLOCK = 512
 
 
@@ -93,7 +97,7 @@ def _make_kernel(heads: int, lq_pad: int, lk_pad: int, bq: int, bk: int, interpr
     # Built per call, not cached: the kernel holds its block tables as jnp arrays, which are
     # tracers of the surrounding jit. (The block tables themselves are cached by the library.)
     return splash_kernel.make_splash_mha(mask, block_sizes=blocks, head_shards=1, q_seq_shards=1,
-                                         interpret=interpret)
+                                         residual_checkpoint_name=RESIDUALS, interpret=interpret)
 
 
 def _batched(kernel, ids, q, k, v):

@@ -93,6 +93,12 @@ def remat_recompute(parts: dict, policy: str) -> dict:
         # its backward still needs the scores (about half the attention core) again.
         extra = sum(forward[k] for k in block) - forward["self_attention_core"] / 2
         note = "block recomputed except the self-attention PV product (approximate)"
+    elif policy == "save_splash_residuals":
+        # The splash kernel's output and log-sum-exp are saved: the block is recomputed but the
+        # flash forward (its backward recomputes the scores itself, as without remat). Other
+        # attention backends name no residuals: there it is "full".
+        extra = sum(forward[k] for k in block) - forward["self_attention_core"]
+        note = "block recomputed except the splash flash forward (splash only; else as full)"
     else:
         raise ValueError(f"remat policy {policy!r} unknown")
     total = sum(parts.values())

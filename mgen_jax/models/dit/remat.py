@@ -8,10 +8,14 @@
                         at long sequence lengths), recompute the projections and FFN
     offload             like save_attention_out, but the saved tensor lives in host memory
                         (pinned_host) between forward and backward; TPU/GPU only
+    save_splash_residuals  full remat, except the splash kernel's residuals (its output and
+                        log-sum-exp): the backward recomputes the projections and the FFN but not
+                        the flash forward (no effect with other attention backends)
 """
 import jax
 
 from mgen_jax.configs.registries import REMAT_POLICIES
+from mgen_jax.models.attention.splash import RESIDUALS
 
 ATTENTION_OUT = "attention_out"   # checkpoint_name tag set in block.py
 
@@ -31,6 +35,10 @@ def save_weight_matmuls():
 
 def save_attention_out():
     return jax.checkpoint_policies.save_only_these_names(ATTENTION_OUT)
+
+
+def save_splash_residuals():
+    return jax.checkpoint_policies.save_only_these_names(RESIDUALS)
 
 
 def offload_attention_out():
