@@ -65,7 +65,8 @@ def test_fresh_model_predicts_zero_and_every_param_has_logical_axes():
 
 @pytest.mark.parametrize("variant", [
     pytest.param(dict(scan_layers=False), marks=pytest.mark.slow),  # 4 layers unrolled: slow compile
-    dict(remat="full")])
+    # full remat runs by default with scan_unroll=3 in the test below
+    pytest.param(dict(remat="full"), marks=pytest.mark.slow)])
 def test_scan_loop_and_remat_agree(variant):
     ref = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dims=TEXT_DIMS,

@@ -130,10 +130,10 @@ def _single_device_reference():
     return _dit_steps("single")[0]
 
 
-# fsdp_tensor (FSDP and tensor parallel at once) runs by default; the other whole-step
-# equalities are `slow` (CI runs them).
-@pytest.mark.parametrize("mesh_name", [pytest.param("data_fsdp", marks=pytest.mark.slow),
-                                       "fsdp_tensor"])
+# Whole-step equalities compile the step twice (~50 s each on 2 cores): `slow`, CI runs them;
+# the attention-level sharded equalities (test_context_parallel.py) run by default.
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh_name", ["data_fsdp", "fsdp_tensor"])
 def test_dit_sharded_equals_single_device(mesh_name):
     ref = _single_device_reference()
     run, state = _dit_steps(mesh_name)
