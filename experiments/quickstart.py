@@ -38,7 +38,10 @@ def get_config(arg=None):
     # calibrated shape classifier (2026-12-01): colour 1.000, shape 0.292, direction 1.000; the
     # TAE's own reconstructions of those clips score shape 0.354 (24.2 dB), so shape is bounded
     # by the TAE's 4x4 latent grid, not the DiT.
-    cfg.dit_train.update(steps=2000, batch_size=32, log_every=50, checkpoint_every=500)
+    cfg.dit_train.update(steps=2000, batch_size=32, log_every=50, checkpoint_every=1000)
+    # Checkpoints every 1000 steps (each save stalls the loop ~3 s on 2 cores, measured in the
+    # steps/s of the interval after it); a killed run redoes at most ~4 minutes.
+    cfg.tae_train.checkpoint_every = 1250
     cfg.dit_optimizer.update(lr=1e-3, warmup_steps=100, weight_decay=0.0)
     cfg.eval.update(samples_per_prompt=4, sample_steps=50, guidance_scale=5.0)
     if arg == "smoke":  # wiring check: seconds, not accuracy
