@@ -35,6 +35,14 @@ def median_seconds(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -
             "all": times, "cpu_median": statistics.median(cpu)}
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity set; all of them where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def step_time_fields(timing: dict, *, steps: int, warmup: int) -> dict:
     """A train-step bench's timing fields from `median_seconds`' result (ours and the peer's)."""
     return {"step_seconds": timing["median"], "step_seconds_min": timing["min"],
@@ -75,14 +83,10 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
-    try:
-        usable_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cpus = os.cpu_count()
     device = jax.devices()[0]
     return {
         "cpu_count": os.cpu_count(),
-        "usable_cpus": usable_cpus,
+        "usable_cpus": usable_cpus(),
         "cpu_model": cpu_model,
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),

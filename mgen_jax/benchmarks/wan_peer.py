@@ -25,10 +25,9 @@ Without torch or diffusers the bench still runs: `wan_peer_bench` returns
 {"available": False, "error": ...}.
 """
 import math
-import os
 from dataclasses import asdict, dataclass
 
-from mgen_jax.benchmarks.matmul_peak import median_seconds, step_time_fields
+from mgen_jax.benchmarks.matmul_peak import median_seconds, step_time_fields, usable_cpus
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes
 
@@ -116,13 +115,6 @@ def peer_inputs(shape: PeerShape, device, generator) -> dict:
             "timestep": (torch.rand(b, generator=generator) * 1000).to(device),
             "text": normal(b, shape.text_tokens, shape.text_dim),
             "target": normal(b, c, t, h, w)}
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def wan_peer_step_timing(shape: PeerShape, *, steps: int, warmup: int, seed: int = 0,
