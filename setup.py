@@ -1,6 +1,8 @@
 """mgen_jax: a JAX/TPU-native re-implementation of Meta's Movie Gen."""
 from setuptools import find_packages, setup
 
+DATA_EXTRA = ["apache-beam>=2.60", "tensorflow-datasets>=4.9.6"]
+
 setup(
     name="mgen_jax",
     version="0.1.0",
@@ -30,9 +32,13 @@ setup(
         "protobuf>=4",     # transformers reads spiece.model through it
     ],
     extras_require={
+        # `mgen data build`: the curation pipeline runs on Apache Beam (DirectRunner here,
+        # Dataflow / Flink / Spark through Beam's options); tfds:NAME sources read through TFDS.
+        # Kept out of the core install: they pull pyarrow and grpc (~300 MB) into every set-up.
+        "data": DATA_EXTRA,
         # torch + diffusers: reference implementations the weight converters are tested against.
         "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "diffusers>=0.30",
-                 "safetensors>=0.4"],
+                 "safetensors>=0.4"] + DATA_EXTRA,
         "tpu": ["libtpu"],
     },
     entry_points={"console_scripts": ["mgen=mgen_jax.cli:main"]},
