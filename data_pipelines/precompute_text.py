@@ -26,13 +26,14 @@ import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from data_pipelines.array_fields import pack_arrays, unpack_arrays
-from data_pipelines.shapes_writer import decode_record, load_manifest
+from data_pipelines.video_datasets import load_video_manifest, record_decoder
 
 FORMAT_NAME = "mgen_text_embeddings_v1"
 NULL_FILE = "null.npz"
 
-# encode(list of captions) -> {encoder name: (embeddings [n, L, D] float, mask [n, L])}
-EncodeFn = Callable[[list[str]], dict]
+# encode(list of captions, fps) -> {encoder name: (embeddings [n, L, D] float, mask [n, L])};
+# fps: None (the experiment's data.fps) or one per caption (a built dataset's clips keep theirs).
+EncodeFn = Callable[..., dict]
 
 
 def _part_name(process_index: int, process_count: int) -> str:
@@ -112,15 +113,20 @@ def precompute_text(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, *
                  **{f"text_mask.{n}": np.asarray(m[0]).astype(bool) for n, (_, m) in null.items()})
         os.replace(tmp, cache_dir / NULL_FILE)
     shards, shapes = [], {}
-    for shard in load_manifest(data_dir)["shards"][process_index::process_count]:
+    manifest = load_video_manifest(data_dir)
+    decode = record_decoder(manifest)
+    for shard in manifest["shards"][process_index::process_count]:
         source = grain.sources.ArrayRecordDataSource([str(Path(data_dir) / shard["path"])])
-        tmp = cache_dir / f".{shard['path']}.tmp"
+        tmp = cache_dir / f"{shard['path']}.tmp"
+        tmp.parent.mkdir(parents=True, exist_ok=True)  # built datasets keep a folder per bucket
         writer = ArrayRecordWriter(str(tmp), "group_size:1")
         try:
             for start in range(0, len(source), batch_size):
-                captions = [decode_record(source[i])["caption"]
-                            for i in range(start, min(start + batch_size, len(source)))]
-                embeddings = encode(captions)
+                recs = [decode(source[i])
+                        for i in range(start, min(start + batch_size, len(source)))]
+                captions = [r["caption"] for r in recs]
+                fps = [r["fps"] for r in recs] if "fps" in recs[0] else None
+                embeddings = encode(captions, fps)
                 shapes = {n: list(np.shape(e)[1:]) for n, (e, _) in embeddings.items()}
                 for i, caption in enumerate(captions):
                     writer.write(encode_text_record(

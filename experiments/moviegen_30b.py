@@ -69,7 +69,16 @@ def get_config(arg=None):
     cfg.param_dtype, cfg.compute_dtype = "float32", "bfloat16"
 
     cfg.tae = tae_config("paper")
-    cfg.data.update(frames=stage["frames"], height=stage["size"], width=stage["size"])
+    # Bucketed record sets built by `mgen data build` (mgen_jax/configs/data_build.py: the
+    # paper's curation, 5 aspects x 5 durations at 16 fps; each prompt's FPS tag is its clip's
+    # own rate). data.frames x height x width is the stage's largest square bucket, the shape
+    # `mgen plan` compiles for. Point data.dir at the stage's build.
+    cfg.data.update(source="records", dir=f"data/moviegen_{arg}", frames=stage["frames"],
+                    height=stage["size"], width=stage["size"], fps=16)
+    if stage["frames"] == 1:  # the text-to-image warm-up: images only
+        cfg.data.mixture.update(images=1.0, videos=0.0)
+    else:
+        cfg.data.mixture.update(images=1.0, videos=10.0)  # Movie Gen's 1:10
 
     cfg.dit = dit_config("30b")
     cfg.dit.update(max_positions=stage["max_positions"], remat=stage.get("remat", "full"),

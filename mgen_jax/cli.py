@@ -127,6 +127,17 @@ def _cmd_data_precompute_text(args, overrides):
                       "process": f"{part['process_index']}/{part['process_count']}"}, indent=2))
 
 
+def _cmd_data_build(args, overrides):
+    from data_pipelines.build.build_config import load_build_config
+    from data_pipelines.build.driver import build_dataset
+    cfg = load_build_config(args.config, overrides)
+    summary = build_dataset(args.source, args.out, cfg, beam_args=args.beam_args,
+                            tfds_data_dir=args.tfds_data_dir, show_progress=not args.no_progress)
+    if summary["already_built"]:
+        print(f"mgen data build: {summary['out']} already holds this build", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+
+
 def _cmd_bench(args, _):
     from mgen_jax.benchmarks.registry import format_table, run_benchmark
     result = run_benchmark(args.name, quick=args.quick)
@@ -238,6 +249,32 @@ def build_parser() -> argparse.ArgumentParser:
     pre_text.add_argument("--data", required=True, help="dataset directory (manifest.json + shards)")
     pre_text.add_argument("--out", required=True, help="cache directory to write")
     pre_text.set_defaults(func=_cmd_data_precompute_text)
+
+    build = data_sub.add_parser(
+        "build", help="curate a video/image source into bucketed ArrayRecord shards + "
+                      "manifest.json + report.json (an Apache Beam pipeline)",
+        epilog="Any other --flag goes to Beam's PipelineOptions: --runner (default "
+               "DirectRunner), --direct_num_workers=N --direct_running_mode=multi_processing, "
+               "or a cluster runner's own options.")
+    build.add_argument("--source", required=True,
+                       help="folder:PATH | tfds:NAME[/CONFIG][:SPLIT] | shapes")
+    build.add_argument("--out", required=True, help="dataset directory to create")
+    build.add_argument("--config", default=None,
+                       help="data-build config file with get_config(arg), FILE.py[:ARG] "
+                            "(default: mgen_jax/configs/data_build.py; small media: "
+                            "experiments/data_tiny.py)")
+    build.add_argument("--tfds_data_dir", default=None, help="where tfds: sources are prepared")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=_cmd_data_build)
+    # Beam's flags are many and Beam parses them itself: this parser hands on what it does not
+    # know (as beam_args) instead of rejecting it.
+    parse_own_flags = build.parse_known_args
+
+    def parse_keeping_beam_flags(arg_strings=None, namespace=None):
+        namespace, beam_args = parse_own_flags(arg_strings, namespace)
+        namespace.beam_args = beam_args
+        return namespace, []
+    build.parse_known_args = parse_keeping_beam_flags
 
     bench = sub.add_parser("bench", help="run one benchmark; print a table and write JSON")
     bench.add_argument("name", choices=BENCHMARKS.names(), metavar="NAME",

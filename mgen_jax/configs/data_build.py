@@ -41,6 +41,9 @@ def data_build_config() -> ml_collections.ConfigDict:
         min_seconds=4.0,
         max_seconds=16.0,
         trim_seconds=2.0,  # dropped from the start of every source video (paper: "first few s")
+        # A source is decoded up to this many seconds (0: whole): bounds a worker's memory on
+        # hour-long files (the paper's sources run 4 s to 2 min).
+        max_source_seconds=150.0,
         min_width=720,
         min_height=720,
         # Scene cuts: a frame whose content change (mean absolute difference of 32x32 HSV
@@ -81,3 +84,20 @@ def data_build_config() -> ml_collections.ConfigDict:
         shapes_clips=256,
         seed=0,
     ))
+
+
+# Small media (tests, CPU experiments): square, landscape, portrait at 32-48 px (multiples of the
+# tiny TAE's 8x), 1, 2 and 4 s at 8 fps.
+TINY_ASPECTS = ((32, 32), (32, 48), (48, 32))
+TINY_DURATIONS = (1.0, 2.0, 4.0)
+
+
+def tiny_data_build_config() -> ml_collections.ConfigDict:
+    """experiments/data_tiny.py: sources of at least 64 px a side, single-shot clips of 1-4 s at
+    8 fps, nothing trimmed, sources read up to 30 s, the tiny bucket table."""
+    cfg = data_build_config()
+    cfg.update(target_fps=8.0, min_seconds=1.0, max_seconds=4.0, trim_seconds=0.0,
+               max_source_seconds=30.0, min_width=64, min_height=64, records_per_shard=16,
+               shapes_clips=64)
+    cfg.buckets = bucket_table(TINY_ASPECTS, TINY_DURATIONS, cfg.target_fps)
+    return cfg

@@ -5,6 +5,7 @@ import ml_collections
 def eval_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         samples_per_prompt=4, batch_size=16, seed=0,
+        prompts=8,  # data.source=records: captions of the dataset's first clips to sample
         sample_steps=50, guidance_scale=7.5, contact_sheet_frames=4,
         # TAE reconstruction (the `tae` job's eval): held-out clips, and longer clips whose
         # tiled decode is compared with the untiled one (0: skip).

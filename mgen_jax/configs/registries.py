@@ -67,6 +67,17 @@ REMAT_POLICIES = Registry("remat policy", "mgen_jax.models.dit", {
                                    {"reruns_splash_forward": False}),
 })
 
+# `mgen data build --source=KIND[:REST]`: a function (rest, tfds_data_dir) -> the source (its
+# items, captions and decode; data_pipelines/build/sources.py), or None when REST is malformed.
+BUILD_SOURCES = Registry("build source", "data_pipelines.build", {
+    "folder": Entry("data_pipelines.build.sources:folder_source",
+                    "folder:PATH (video / image files, captions.jsonl|csv or NAME.txt)"),
+    "tfds": Entry("data_pipelines.build.sources:tfds_source",
+                  "tfds:NAME[/CONFIG][:SPLIT] (a prepared array_record TFDS dataset)"),
+    "shapes": Entry("data_pipelines.build.sources:shapes_source",
+                    "shapes (cfg.shapes_clips synthetic clips)"),
+})
+
 # An encoder architecture family: its NNX module, and (for checkpoints) the loader of a
 # transformers folder and the converter of its config.json.
 TEXT_ENCODER_KINDS = Registry("text encoder kind", ("mgen_jax.models.text", "mgen_jax.checkpointing",
@@ -118,6 +129,8 @@ SAMPLERS = Registry("ODE sampler", "mgen_jax.flow", {
 DATA_SOURCES = Registry("data source", "data_pipelines", {
     "shapes": Entry("data_pipelines.shapes_writer:write_shapes_source",
                     "synthetic Shapes clips generated in code (data.num_clips, frames, size)"),
+    "records": Entry("data_pipelines.records_source:use_built_dataset",
+                     "a dataset built by `mgen data build` in data.dir (bucketed, mixed)"),
 })
 
 # A job is what `mgen train` runs for cfg.job, then `mgen eval` (and the end of `mgen train`)
@@ -139,6 +152,9 @@ BENCHMARKS = Registry("benchmark", ("mgen_jax.benchmarks", "mgen_jax.inference")
                  "TAE encode/decode frames/s and peak memory vs clip length"),
     "text": Entry("mgen_jax.benchmarks.text_encoders:text_bench",
                   "text encoders' tokens/s vs same-process matmul peak"),
+    "data": Entry("mgen_jax.benchmarks.data_bench:data_bench",
+                  "data build clips/s per worker and stage shares; loader batches/s vs the "
+                  "tiny DiT's steps/s"),
     "sample": Entry("mgen_jax.inference.sampling_bench:sample_bench",
                     "sampling: seconds per video and per denoising step, TAE decode share "
                     "(the quickstart model and a mid size DiT)"),
@@ -148,4 +164,5 @@ ALL = {"dit.size": DIT_PRESETS, "dit.attention": ATTENTION_BACKENDS,
        "dit.context_parallel": CONTEXT_PARALLEL, "dit.remat": REMAT_POLICIES,
        "text.encoders.*.kind": TEXT_ENCODER_KINDS, "--encoder": TEXT_ENCODERS,
        "mesh.rules": MESH_RULES, "flow.schedule": SCHEDULES, "flow.sampler": SAMPLERS,
-       "data.source": DATA_SOURCES, "job": JOBS, "mgen bench": BENCHMARKS}
+       "data.source": DATA_SOURCES, "mgen data build --source": BUILD_SOURCES, "job": JOBS,
+       "mgen bench": BENCHMARKS}

@@ -5,7 +5,7 @@ file fails as loudly as a misspelt command-line override.
 """
 import ml_collections
 
-from mgen_jax.configs.data import shapes_data_config
+from mgen_jax.configs.data import data_config
 from mgen_jax.configs.dit import dit_config
 from mgen_jax.configs.evaluation import eval_config
 from mgen_jax.configs.flow import flow_config
@@ -22,7 +22,7 @@ def default_experiment() -> ml_collections.ConfigDict:
         param_dtype="float32",
         compute_dtype="float32",
         mesh=mesh_config(),
-        data=shapes_data_config(),
+        data=data_config(),
         tae=tae_config(),
         tae_train=train_config(),
         tae_optimizer=optimizer_config(),

@@ -162,7 +162,24 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _require(0 <= o.warmup_steps <= max(t.steps, 1), f"{phase}_optimizer.warmup_steps",
                  f"{o.warmup_steps} must be between 0 and {phase}_train.steps = {t.steps}")
     _validate_text(cfg.text)
+    _validate_data(cfg.data)
     return cfg
+
+
+def _validate_data(data) -> None:
+    _require(data.batching in ("fixed", "token_budget"), "data.batching",
+             f"{data.batching!r} unknown (fixed|token_budget)")
+    _require(data.batching != "token_budget" or data.token_budget > 0, "data.token_budget",
+             f"{data.token_budget} must be > 0 with data.batching=token_budget")
+    _require(data.small_buckets in ("drop", "repeat"), "data.small_buckets",
+             f"{data.small_buckets!r} unknown (drop|repeat)")
+    weights = dict(data.mixture)
+    _require(set(weights) <= {"images", "videos"} and all(w >= 0 for w in weights.values())
+             and sum(weights.values()) > 0, "data.mixture",
+             f"{weights} must weigh 'images' and/or 'videos' with weights >= 0, not all 0")
+    _require(data.source != "records" or bool(data.dir), "data.dir",
+             "is empty: data.source=records trains on a dataset built by `mgen data build`; "
+             "set data.dir to its folder")
 
 
 def _validate_text(text) -> None:

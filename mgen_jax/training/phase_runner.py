@@ -8,8 +8,12 @@ from typing import Callable
 import jax
 
 from data_pipelines.grain_pipeline import make_train_iterator
+from data_pipelines.bucket_batching import bucket_batch_sizes, load_manifest
+from data_pipelines.records_pipeline import make_records_iterator
+from data_pipelines.records_source import check_bucket_shapes, selected_buckets
 from data_pipelines.sources import prepare_data
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
+from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.training.loop import run_training
@@ -39,12 +43,26 @@ class JobContext:
         return jax.random.fold_in(jax.random.fold_in(self.key, PHASE_SEEDS[phase]), stream)
 
     def iterator(self, directory: str, batch_size: int, seed: int, decode=None):
-        """This process's share of a global batch from a dataset directory (resumable)."""
+        """This process's share of a global batch from a dataset directory (resumable). A built
+        dataset (data.source=records, or latents of one) yields batches of one bucket each,
+        buckets mixed by data.mixture, batch_size clips each or data.token_budget tokens."""
         local = batch_size // jax.process_count()
         kwargs = {} if decode is None else {"decode": decode}
-        return make_train_iterator(directory, batch_size=local, seed=seed,
-                                   process_index=jax.process_index(),
-                                   process_count=jax.process_count(), **kwargs)
+        where = dict(process_index=jax.process_index(), process_count=jax.process_count())
+        if self.cfg.data.source != "records":
+            return make_train_iterator(directory, batch_size=local, seed=seed, **where, **kwargs)
+        data = self.cfg.data
+        manifest = load_manifest(directory)
+        buckets = selected_buckets(data, manifest)
+        chosen = dict(manifest, buckets={n: manifest["buckets"][n] for n in buckets})
+        if data.batching == "token_budget":
+            sizes = bucket_batch_sizes(chosen, token_budget=data.token_budget // jax.process_count(),
+                                       tokens_per_clip=lambda b: dit_tokens(self.cfg, b))
+        else:
+            sizes = bucket_batch_sizes(chosen, batch_size=local)
+        return make_records_iterator(directory, batch_sizes=sizes, seed=seed,
+                                     mixture=dict(data.mixture), small_buckets=data.small_buckets,
+                                     **where, **kwargs)
 
 
 def prepare_workdir(cfg, workdir: str, show_progress: bool = True) -> JobContext:
@@ -52,8 +70,18 @@ def prepare_workdir(cfg, workdir: str, show_progress: bool = True) -> JobContext
     (skipped when already there), and return the context its phases share."""
     claim_workdir(cfg, workdir)
     ctx = JobContext(cfg, workdir, show_progress)
-    prepare_data(cfg.data, ctx.data_dir)
+    manifest = prepare_data(cfg.data, ctx.data_dir)
+    if cfg.data.source == "records":  # shapes the TAE and DiT cannot take fail before training
+        check_bucket_shapes(cfg, manifest)
     return ctx
+
+
+def dit_tokens(cfg, bucket: dict) -> int:
+    """DiT tokens of one clip of a bucket ({frames, height, width} in pixels)."""
+    pt, ph, pw = cfg.dit.patch_size
+    s = spatial_compression(cfg.tae)
+    return (latent_frames(cfg.tae, bucket["frames"]) // pt * (bucket["height"] // s // ph)
+            * (bucket["width"] // s // pw))
 
 
 def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,

@@ -1,10 +1,15 @@
 """The precompute phase between the TAE and the DiT: every clip encoded once into TAE latents
 (with its caption's token ids, or its cached text embeddings when cfg.text.precompute), so the
 DiT phase never runs the TAE encoder. Also the text cache behind `mgen data precompute-text`."""
-import jax
+from typing import Callable
 
-from data_pipelines.precompute_latents import precompute_latents
+import jax
+from jax.experimental import multihost_utils
+
+from data_pipelines.precompute_latents import (finalize_latents_manifest, precompute_latents,
+                                               remove_stale_latents)
 from data_pipelines.precompute_text import TextCacheReader, precompute_text
+from data_pipelines.video_datasets import load_video_manifest
 from mgen_jax.checkpointing.text_encoder_checkpoint import load_prompt_encoder
 from mgen_jax.configs.text import text_fingerprint
 from mgen_jax.models.builders import build_tae, build_text_encoders
@@ -28,26 +33,48 @@ def precompute_text_cache(cfg, data_dir: str, cache_dir: str, mesh=None) -> dict
                            process_count=jax.process_count())
 
 
-def encode_latents(ctx: JobContext, tae_params, tae_step: int) -> dict:
-    """Latent shards of the dataset (returns their manifest); their text fields are token ids, or
-    cached embeddings when cfg.text.precompute (the text cache is built first)."""
-    cfg = ctx.cfg
+def latent_encoder(cfg, tae_params) -> Callable:
+    """uint8 videos [B, T, H, W, 3] -> (mean, logvar) float32, through the TAE's tiled encoder
+    (cfg.tae.tiling: 32-frame tiles without overlap, optional spatial tiles): memory stays bounded
+    however long the clips (768 px x 256 frames). Jitted: one compile per batch shape."""
     tae = build_tae(cfg)
+    encode = jax.jit(lambda params, video: tae.bind(params).encode_tiled(video_to_float(video)))
+    return lambda video: encode(tae_params, video)
 
-    @jax.jit
-    def encode(params, video):
-        return tae.bind(params).encode(video_to_float(video))
 
+def encode_latents(ctx: JobContext, tae_params, tae_step: int) -> dict:
+    """Latent shards of the dataset (returns their merged manifest); their text fields are token
+    ids, or cached embeddings when cfg.text.precompute (the text cache is built first).
+
+    Multi-process: process 0 removes a stale output before anyone writes (a barrier after it),
+    each process writes its shards, and after a second barrier every process merges the same
+    normalisation from all shards' statistics (only process 0 writes manifest.json)."""
+    cfg = ctx.cfg
     if cfg.text.precompute:
         cache = text_cache_dir(ctx.workdir)
         precompute_text_cache(cfg, ctx.data_dir, cache, ctx.mesh)
-        text_fields = TextCacheReader(cache).fields
+        reader = TextCacheReader(cache)
+
+        def text_fields(captions, shard, start, fps):  # the cache's prompts carry their fps
+            return reader.fields(captions, shard, start)
     else:
-        def text_fields(captions, shard, start):
-            return token_fields(tokenize_prompts(cfg.text, captions, fps=cfg.data.fps))
-    return precompute_latents(
-        ctx.data_dir, latents_dir(ctx.workdir),
-        encode=lambda v: encode(tae_params, v), text_fields=text_fields, batch_size=32,
-        fingerprint={"tae_step": tae_step, "text": text_fingerprint(cfg),
-                     "precomputed_text": bool(cfg.text.precompute)},
-        process_index=jax.process_index(), process_count=jax.process_count())
+        def text_fields(captions, shard, start, fps):  # a built dataset's clips keep their fps
+            return token_fields(tokenize_prompts(cfg.text, captions,
+                                                 fps=cfg.data.fps if fps is None else fps))
+    out_dir = latents_dir(ctx.workdir)
+    fingerprint = {"tae_step": tae_step, "text": text_fingerprint(cfg),
+                   "precomputed_text": bool(cfg.text.precompute)}
+    multi = jax.process_count() > 1
+    if multi:
+        if jax.process_index() == 0:
+            remove_stale_latents(ctx.data_dir, out_dir, fingerprint)
+        multihost_utils.sync_global_devices("latents: stale output removed")
+    manifest = precompute_latents(
+        ctx.data_dir, out_dir, encode=latent_encoder(cfg, tae_params), text_fields=text_fields,
+        batch_size=32, fingerprint=fingerprint, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    if multi:
+        multihost_utils.sync_global_devices("latents")
+        manifest = finalize_latents_manifest(out_dir, load_video_manifest(ctx.data_dir),
+                                             write=jax.process_index() == 0)
+    return manifest

@@ -37,12 +37,14 @@ def train_tae(ctx: JobContext):
                                            disc_start=t.disc_start, **terms)
         return make_tae_train_step(model, optimizer, **terms)
 
+    # A built dataset mixes real image batches in (data.mixture); Shapes makes them from frames.
+    image_batches = 0 if cfg.data.source == "records" else t.image_batches
     state, _ = train_phase(
         ctx, phase="tae", model=model, train_cfg=cfg.tae_train, optimizer_cfg=cfg.tae_optimizer,
         iterator=it, example_batch=example, frozen=frozen, frozen_shardings=frozen_sh,
         make_step=make_step,
         compile_steps=lambda step, jit: joint_image_video_steps(
-            step, jit, image_batches=t.image_batches, video_batches=t.video_batches,
+            step, jit, image_batches=image_batches, video_batches=t.video_batches,
             images_per_clip=t.images_per_clip),
         meta={"params": model.num_params()})
     return state

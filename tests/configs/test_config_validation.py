@@ -79,3 +79,21 @@ def test_dit_size_override_switches_the_whole_preset_then_other_overrides_apply(
     assert (cfg.dit.size, cfg.dit.width, cfg.dit.num_heads, cfg.dit.depth) == ("1b", 1536, 16, 3)
     with pytest.raises(ConfigError, match="dit.size"):
         load_config("experiments/quickstart.py", ["dit.size=2b"])
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["data.source=records"], "data.dir"),  # a built dataset must be named
+    (["data.batching=greedy"], "data.batching"),
+    (["data.batching=token_budget"], "data.token_budget"),
+    (["data.mixture.videos=-1.0"], "data.mixture"),
+])
+def test_records_data_settings_are_checked(overrides, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(QUICKSTART, overrides)
+
+
+def test_folder_experiment_needs_only_its_dataset():
+    cfg = load_config("experiments/folder_t2v.py", ["data.dir=/some/build"])
+    assert cfg.data.source == "records" and cfg.data.fps == 8
+    with pytest.raises(ConfigError, match=r"data\.dir"):
+        load_config("experiments/folder_t2v.py", [])

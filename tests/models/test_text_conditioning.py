@@ -127,3 +127,12 @@ def test_ablation_with_two_encoders_builds_and_bad_specs_name_the_key():
     bad.text.encoders.ul2.colour = "red"
     with pytest.raises(ConfigError, match="text.encoders.ul2.colour"):
         validate(bad)
+
+
+def test_each_prompt_can_carry_its_own_clips_fps():
+    cfg = _cfg(fps_tag=True)
+    inputs = encoder_inputs(cfg.text, ["a cat", "a dog", ""], fps=[24, 16.0, 30])
+    assert inputs["ul2"][0].startswith("FPS-24") and inputs["ul2"][1].startswith("FPS-16")
+    assert inputs["ul2"][2] == ""
+    with pytest.raises(ValueError, match="2 fps values for 3 prompts"):
+        encoder_inputs(cfg.text, ["a", "b", "c"], fps=[8, 8])

@@ -23,13 +23,15 @@ class PromptEncoder:
         self.cfg, self.model, self.params = cfg, model, params
         self._apply = jax.jit(lambda p, ids, mask: self.model.bind(p)(ids, mask))
 
-    def tokens(self, prompts) -> dict:
-        """{name: {ids, mask}} int32 [N, L_name], prompts formatted as in training."""
-        return tokenize_prompts(self.cfg.text, list(prompts), fps=self.cfg.data.fps)
+    def tokens(self, prompts, fps=None) -> dict:
+        """{name: {ids, mask}} int32 [N, L_name], prompts formatted as in training; fps: one rate
+        or one per prompt (default: data.fps)."""
+        return tokenize_prompts(self.cfg.text, list(prompts),
+                                fps=self.cfg.data.fps if fps is None else fps)
 
-    def encode(self, prompts) -> dict:
+    def encode(self, prompts, fps=None) -> dict:
         """{name: (embeddings float32 [N, L, D], mask bool [N, L])}."""
-        tokens = self.tokens(prompts)
+        tokens = self.tokens(prompts, fps)
         ids = {n: t["ids"] for n, t in tokens.items()}
         mask = {n: t["mask"] for n, t in tokens.items()}
         hidden = self._apply(self.params, ids, mask)

@@ -29,18 +29,31 @@ def encoder_tokenizer(name: str, spec):
     return _load(source)
 
 
-def encoder_inputs(text_cfg, prompts, *, fps: float | None = None) -> dict[str, list[str]]:
-    """{encoder name: the strings that encoder reads} for a list of prompts."""
+def per_prompt_fps(fps, count: int) -> list:
+    """fps: one rate for every prompt, or one per prompt (clips of a built dataset keep their own
+    frame rate, so each prompt's FPS tag is its clip's)."""
+    if fps is None or np.ndim(fps) == 0:
+        return [fps] * count
+    fps = list(np.asarray(fps).tolist())
+    if len(fps) != count:
+        raise ValueError(f"{len(fps)} fps values for {count} prompts")
+    return fps
+
+
+def encoder_inputs(text_cfg, prompts, *, fps=None) -> dict[str, list[str]]:
+    """{encoder name: the strings that encoder reads} for a list of prompts; fps: one rate or one
+    per prompt (see per_prompt_fps)."""
     # The empty prompt stays empty (no FPS tag): it is the classifier-free-guidance null.
-    formatted = [format_prompt(p, fps=fps if text_cfg.fps_tag else None) if p else ""
-                 for p in prompts]
+    rates = per_prompt_fps(fps, len(prompts))
+    formatted = [format_prompt(p, fps=r if text_cfg.fps_tag else None) if p else ""
+                 for p, r in zip(prompts, rates)]
     return {name: ([visual_text(p) for p in prompts]
                    if text_cfg.encoders[name].input == "visual_text" else formatted)
             for name in encoder_names(text_cfg)}
 
 
-def tokenize_prompts(text_cfg, prompts, *, fps: float | None = None) -> dict[str, dict]:
-    """{encoder name: {"ids": int32 [N, L], "mask": int32 [N, L]}}."""
+def tokenize_prompts(text_cfg, prompts, *, fps=None) -> dict[str, dict]:
+    """{encoder name: {"ids": int32 [N, L], "mask": int32 [N, L]}}; fps as in encoder_inputs."""
     out = {}
     for name, texts in encoder_inputs(text_cfg, list(prompts), fps=fps).items():
         spec = text_cfg.encoders[name]
