@@ -28,7 +28,9 @@ setup(
         "scipy>=1.11",     # connected components in the attribute evaluator
         "dm-pix>=0.4",     # SSIM for autoencoder reconstructions
         "ml-dtypes>=0.4",  # bfloat16 in numpy (cached text embeddings)
-        "sentencepiece>=0.2",  # T5 / UL2 tokenizers shipped as spiece.model only
+        # T5 / UL2 tokenizers shipped as spiece.model only. Below 0.2.3: its generated protobuf
+        # code needs protobuf >= 7, which apache-beam (the data extra) does not allow yet.
+        "sentencepiece>=0.2,<0.2.3",
         "protobuf>=4",     # transformers reads spiece.model through it
     ],
     extras_require={

@@ -144,17 +144,7 @@ def _shuffled_forever(records: grain.MapDataset, seed: int) -> grain.MapDataset:
     return records.shuffle(seed=seed).repeat(None)
 
 
-def make_records_iterator(data_dir: str | os.PathLike, *, batch_sizes: Mapping[str, int],
-                          seed: int, mixture: Mapping[str, float] | None = None,
-                          process_index: int = 0, process_count: int = 1,
-                          decode: Callable[[bytes], dict] = decode_clip_record,
-                          transform: RecordTransform | None = None,
-                          prefetch_threads: int = 2,
-                          prefetch_batches: int = 2,
-                          small_buckets: str = "drop") -> grain.DatasetIterator:
-    """Iterator over `make_records_dataset`; supports get_state() / set_state()."""
-    return iter(make_records_dataset(
-        data_dir, batch_sizes=batch_sizes, seed=seed, mixture=mixture,
-        process_index=process_index, process_count=process_count, decode=decode,
-        transform=transform, prefetch_threads=prefetch_threads,
-        prefetch_batches=prefetch_batches, small_buckets=small_buckets))
+def make_records_iterator(data_dir: str | os.PathLike, **kwargs) -> grain.DatasetIterator:
+    """Iterator over `make_records_dataset(data_dir, **kwargs)`; supports get_state() /
+    set_state()."""
+    return iter(make_records_dataset(data_dir, **kwargs))

@@ -102,3 +102,41 @@ def test_dit_trains_on_cached_embeddings_and_samples(tmp_path):
     assert any(m["phase"] == "dit" and np.isfinite(m["loss"]) for m in metrics)
     video = load_text_to_video(str(workdir)).generate(["a red circle moving left"], steps=2)
     assert video.shape == (1, 16, 32, 32, 3) and video.dtype == np.uint8
+
+
+def test_a_built_datasets_captions_are_encoded_with_each_clips_own_fps(tmp_path):
+    """Records of a built dataset keep their fps: the text cache's prompts carry it (FPS-24 for
+    a 24 fps clip beside FPS-8 for an 8 fps one), not the experiment's data.fps."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+    from data_pipelines.clip_records import CLIPS_FORMAT, WRITER_OPTIONS, encode_clip_record
+    data = tmp_path / "built"
+    (data / "v2x8x8").mkdir(parents=True)
+    writer = ArrayRecordWriter(str(data / "v2x8x8" / "shard-00000-of-00001.array_record"),
+                               WRITER_OPTIONS)
+    for caption, fps in (("a slow cat", 8.0), ("a fast dog", 24.0)):
+        writer.write(encode_clip_record(video=np.zeros((2, 8, 8, 3), np.uint8), caption=caption,
+                                        fps=fps, native_fps=fps, source_id=caption,
+                                        bucket="v2x8x8"))
+    writer.close()
+    (data / "manifest.json").write_text(json.dumps({
+        "format": CLIPS_FORMAT, "num_records": 2,
+        "buckets": {"v2x8x8": dict(kind="video", frames=2, height=8, width=8, num_records=2)},
+        "shards": [{"path": "v2x8x8/shard-00000-of-00001.array_record", "bucket": "v2x8x8",
+                    "num_records": 2}]}))
+    cfg = load_config(SMOKE)
+    encoder = load_prompt_encoder(cfg)
+    seen = []
+
+    def encode(captions, fps=None):
+        seen.append((list(captions), fps))
+        return encoder.encode(captions, fps)
+
+    precompute_text(data, tmp_path / "cache", encode=encode, batch_size=4,
+                    fingerprint=text_fingerprint(cfg))
+    assert (["a slow cat", "a fast dog"], [8.0, 24.0]) in seen
+    cached = TextCacheReader(tmp_path / "cache").fields(
+        ["a slow cat", "a fast dog"], "v2x8x8/shard-00000-of-00001.array_record", 0)
+    tagged = encoder.encode(["a slow cat", "a fast dog"], [8.0, 24.0])
+    for name, (embedding, _) in tagged.items():
+        np.testing.assert_allclose(cached[f"text.{name}"].astype(np.float32), embedding,
+                                   rtol=1e-2, atol=1e-2)
