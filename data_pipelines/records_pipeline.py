@@ -51,7 +51,8 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
                          transform: RecordTransform | None = None,
                          prefetch_threads: int = 2,
                          prefetch_batches: int = 2,
-                         small_buckets: str = "drop") -> grain.IterDataset:
+                         small_buckets: str = "drop",
+                         only_buckets: Sequence[str] | None = None) -> grain.IterDataset:
     """The infinite, mixed training IterDataset of one process.
 
     batch_sizes: bucket name -> batch size (see bucket_batching.bucket_batch_sizes); needed for
@@ -62,6 +63,7 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
     small_buckets: what happens to a bucket with fewer records for this process than one batch:
       "drop" (with a warning; a large dataset loses nothing that matters) or "repeat" (its
       batches repeat its clips, with a warning; small folders would otherwise lose most buckets).
+    only_buckets: read these buckets only (None: all); the mixture weighs what is left.
     Batches are dicts of numpy arrays with a leading batch axis, from `decode` (+ `transform`),
     plus `bucket` str [B].
     """
@@ -73,7 +75,8 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
     kinds = None if mixture is None else kind_weights(mixture)
     # Buckets of an unwanted kind and empty ones (a build's table lists every bucket) are not read.
     wanted = {name for name, b in buckets.items()
-              if (kinds is None or b["kind"] in kinds) and b["num_records"] > 0}
+              if (kinds is None or b["kind"] in kinds) and b["num_records"] > 0
+              and (only_buckets is None or name in only_buckets)}
     records, batches_per_epoch = {}, {}
     for name in (n for n in buckets if n in wanted):
         if name not in batch_sizes:

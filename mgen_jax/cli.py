@@ -53,10 +53,22 @@ def _evaluate(workdir: str, out: str | None = None) -> dict:
 
 
 def _cmd_train(args, overrides):
+    from mgen_jax.parallel.distributed import (continue_alone, initialize_distributed,
+                                               is_coordinator)
+    # Before the config: validating it may already open the devices.
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     cfg = _load_config(args, overrides)
     JOBS.load(cfg.job)(cfg, args.workdir, show_progress=not args.no_progress)
-    if not args.skip_eval:
+    if args.skip_eval:
+        return
+    # Evaluation is process 0's alone: the others leave once training is done.
+    coordinator = is_coordinator()
+    if continue_alone():
         _evaluate(args.workdir)
+    elif coordinator:
+        print(f"mgen train: evaluation skipped (a multi-host accelerator job cannot continue on "
+              f"one host); run `mgen eval --workdir={args.workdir}` in one process",
+              file=sys.stderr)
 
 
 def _cmd_sample(args, _):
@@ -180,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--skip-eval", action="store_true",
                        help="do not evaluate at the end (run `mgen eval` later)")
+    multi = train.add_argument_group(
+        "multi-process (one process per host; default: env MGEN_COORDINATOR, MGEN_NUM_PROCESSES, "
+        "MGEN_PROCESS_ID, else a TPU pod's own, else one process)")
+    multi.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="address of process 0, the same for every process ('auto': let "
+                            "JAX detect the cluster)")
+    multi.add_argument("--num_processes", "--num-processes", type=int, default=None, metavar="N",
+                       help="how many processes the job has")
+    multi.add_argument("--process_id", "--process-id", type=int, default=None, metavar="I",
+                       help="this process, 0..N-1 (0 writes the workdir's shared files)")
     train.set_defaults(func=_cmd_train)
 
     sample = sub.add_parser("sample", help="generate videos from prompts with a trained workdir")

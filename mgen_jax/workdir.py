@@ -58,9 +58,12 @@ def _config_json(cfg: ml_collections.ConfigDict) -> dict:
     return json.loads(cfg.to_json_best_effort(sort_keys=True))
 
 
-def claim_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+def claim_workdir(cfg: ml_collections.ConfigDict, workdir: str, write: bool = True) -> None:
     """Create the workdir for this config, or check that it already belongs to it: resuming with
-    a different config is refused, naming the keys that differ. The file is written atomically."""
+    a different config is refused, naming the keys that differ. The file is written atomically.
+
+    write=False (every process of a multi-process job but one) only checks a config.json that
+    is already there: one writer per shared file."""
     os.makedirs(workdir, exist_ok=True)
     path, new = config_path(workdir), _config_json(cfg)
     if os.path.exists(path):
@@ -70,6 +73,8 @@ def claim_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise WorkdirError(f"{workdir} was created with a different config (differs in "
                                f"{diff}); use a new --workdir")
+        return
+    if not write:
         return
     with open(path + ".tmp", "w") as f:
         json.dump(new, f, indent=2, sort_keys=True)
@@ -116,7 +121,9 @@ def phase_timer(workdir: str, phase: str):
     yield
     seconds = round(time.perf_counter() - start, 1)
     timings = {**read_timings(workdir), phase: seconds}
-    tmp = timings_path(workdir) + ".tmp"
+    # Every process of a multi-process job times its phases: a file of its own to rename
+    # (the last one wins), never another process's half-written one.
+    tmp = f"{timings_path(workdir)}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(timings, f, indent=2)
     os.replace(tmp, timings_path(workdir))

@@ -1,24 +1,52 @@
 """Orbax checkpoints of one training phase: train state, frozen inputs, data-iterator state and
 JSON metadata, saved together per step. Orbax writes each step to a temporary directory and
-renames it when complete, so a run killed at any moment leaves only whole checkpoints."""
+renames it when complete, so a run killed at any moment leaves only whole checkpoints.
+
+Asynchronous saving (`asynchronous=True`, what training uses): `save` returns once the arrays
+are copied off the devices and the iterator state is written (Grain's handler is synchronous, so
+it records the position as of the save); the files are written by Orbax's background thread
+while the next steps run. Orbax waits for a pending save before starting the next one; `wait()`,
+`restore` and `close` wait for it too.
+
+A newest checkpoint can still be damaged after the fact (a truncated copy, a deleted file):
+`restore_latest_good` tries steps newest first, names each damaged one and moves it aside to
+`<directory>.damaged/` (so the resumed run can write that step again), and raises
+DamagedCheckpointError when none can be restored: it never starts a phase over silently."""
 import os
+import sys
 
 import grain
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+
+class DamagedCheckpointError(ValueError):
+    """No checkpoint of a phase can be restored (a ValueError: the CLI reports it in one line)."""
 
 
 class PhaseCheckpointer:
-    def __init__(self, directory: str, *, keep: int = 2):
+    def __init__(self, directory: str, *, keep: int = 2, asynchronous: bool = False,
+                 clean_partial: bool = False):
+        """clean_partial: remove the temporary directories of saves cut short by a kill (only
+        the run that writes this directory may: a reader would delete a save in progress)."""
         self.directory = os.path.abspath(directory)
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=False))
+                                                 enable_async_checkpointing=asynchronous,
+                                                 cleanup_tmp_directories=clean_partial))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
     def save(self, step: int, state, *, frozen=None, iterator=None, meta: dict | None = None) -> None:
+        """Checkpoint `step`. The saved content is the state at this call even when asynchronous
+        (the arrays may be donated to the next step as soon as this returns)."""
         items = {"state": ocp.args.StandardSave(state)}
         if frozen is not None:
             items["frozen"] = ocp.args.StandardSave(frozen)
@@ -27,11 +55,20 @@ class PhaseCheckpointer:
         if meta is not None:
             items["meta"] = ocp.args.JsonSave(meta)
         self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+    def wait(self) -> None:
+        """Block until the pending asynchronous save (if any) is complete on disk."""
         self.manager.wait_until_finished()
+
+    def reached_preemption(self, step: int) -> bool:
+        """True at the step every process of a jax.distributed job agreed to save at after a
+        preemption notice (Orbax over JAX's preemption sync manager; False in one process)."""
+        return self.manager.reached_preemption(step)
 
     def restore(self, step: int, abstract_state, *, abstract_frozen=None, iterator=None):
         """Restores straight into the shardings carried by the abstract pytrees. Returns
         (state, frozen, meta); the iterator, if given, is rewound in place."""
+        self.wait()
         items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
         if abstract_frozen is not None:
             items["frozen"] = ocp.args.StandardRestore(abstract_frozen)
@@ -40,5 +77,80 @@ class PhaseCheckpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(**items))
         return out["state"], out.get("frozen") if abstract_frozen is not None else None, out["meta"]
 
+    def restore_latest_good(self, abstract_state, *, abstract_frozen=None, iterator=None):
+        """(step, state, frozen, meta) of the newest checkpoint that restores, or None when
+        there is none. Damaged newer steps are reported on stderr and moved aside."""
+        self.wait()
+        steps = self.all_steps()[::-1]
+        failures = []
+        for step in steps:
+            try:
+                restored, error = self.restore(step, abstract_state,
+                                               abstract_frozen=abstract_frozen,
+                                               iterator=iterator), None
+            except Exception as err:  # any read failure means this step cannot be resumed from
+                restored, error = None, err
+            # A file may be unreadable from one host only: every process must fall back together.
+            if not _all_processes_agree(error is None):
+                error = error or RuntimeError("damaged as read by another process")
+            if error is None:
+                self._set_aside([s for s, _ in failures])
+                return (step, *restored)
+            failures.append((step, _describe(error)))
+            then = f"restoring step {steps[len(failures)]}" if len(failures) < len(steps) else \
+                "no older checkpoint left"
+            _report(f"checkpoint step {step} in {self.directory} is damaged "
+                    f"({failures[-1][1]}); {then}")
+        if failures:
+            listed = "; ".join(f"step {s}: {e}" for s, e in failures)
+            raise DamagedCheckpointError(
+                f"no checkpoint in {self.directory} can be restored ({listed}). If the config "
+                f"changed, train into a new --workdir; to start this phase over, move "
+                f"{self.directory} away")
+        return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Move damaged steps to <directory>.damaged/<step>, out of Orbax's sight, so the resumed
+        run can save those steps again (Orbax refuses to overwrite a step)."""
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            aside = self.directory + ".damaged"
+            os.makedirs(aside, exist_ok=True)
+            for step in steps:
+                src = os.path.join(self.directory, str(step))
+                if os.path.exists(src):
+                    dst = os.path.join(aside, str(step))
+                    n = 1
+                    while os.path.exists(dst):
+                        dst, n = os.path.join(aside, f"{step}.{n}"), n + 1
+                    os.replace(src, dst)
+                    _report(f"moved damaged checkpoint step {step} to {dst}")
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"set_aside:{self.directory}")
+        self.manager.reload()
+
     def read_meta(self, step: int) -> dict:
+        self.wait()
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def close(self) -> None:
+        """Wait for the pending save and release Orbax's resources."""
+        self.manager.close()
+
+
+def _all_processes_agree(ok: bool) -> bool:
+    if jax.process_count() == 1:
+        return ok
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first[:300]}"
+
+
+def _report(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)

@@ -158,6 +158,9 @@ BENCHMARKS = Registry("benchmark", ("mgen_jax.benchmarks", "mgen_jax.inference")
     "sample": Entry("mgen_jax.inference.sampling_bench:sample_bench",
                     "sampling: seconds per video and per denoising step, TAE decode share "
                     "(the quickstart model and a mid size DiT)"),
+    "checkpoint": Entry("mgen_jax.benchmarks.checkpoint_bench:checkpoint_bench",
+                        "train step time around a checkpoint, synchronous vs asynchronous "
+                        "Orbax saves (quickstart DiT and a few hundred MB state)"),
 })
 
 ALL = {"dit.size": DIT_PRESETS, "dit.attention": ATTENTION_BACKENDS,

@@ -4,6 +4,7 @@ from typing import Any
 import ml_collections
 
 from mgen_jax.configs.mesh import MESH_AXES
+from mgen_jax.configs.optimizer import LR_SCHEDULES
 from mgen_jax.configs.registries import (ATTENTION_BACKENDS, CONTEXT_PARALLEL, DATA_SOURCES,
                                          DIT_PRESETS, JOBS, MESH_RULES, REMAT_POLICIES, SAMPLERS,
                                          SCHEDULES, TEXT_ENCODER_KINDS)
@@ -161,9 +162,41 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _require(o.lr > 0, f"{phase}_optimizer.lr", "must be > 0")
         _require(0 <= o.warmup_steps <= max(t.steps, 1), f"{phase}_optimizer.warmup_steps",
                  f"{o.warmup_steps} must be between 0 and {phase}_train.steps = {t.steps}")
+        _validate_optimizer(cfg, phase)
     _validate_text(cfg.text)
     _validate_data(cfg.data)
     return cfg
+
+
+def _validate_optimizer(cfg, phase: str) -> None:
+    """Schedule, accumulation, EMA and guard keys of `<phase>_optimizer` (configs/optimizer.py)."""
+    o, key = cfg[f"{phase}_optimizer"], f"{phase}_optimizer"
+    batch_size = cfg[f"{phase}_train"].batch_size
+    _require_registered(o.schedule, f"{key}.schedule", LR_SCHEDULES)
+    if LR_SCHEDULES.entry(o.schedule).meta.get("on_plateau"):
+        _require(0.0 < o.plateau_factor < 1.0, f"{key}.plateau_factor",
+                 f"{o.plateau_factor} must be in (0, 1)")
+        _require(o.plateau_window >= 1, f"{key}.plateau_window", f"{o.plateau_window} must be >= 1")
+        _require(o.plateau_patience >= o.plateau_window
+                 and o.plateau_patience % o.plateau_window == 0, f"{key}.plateau_patience",
+                 f"{o.plateau_patience} must be a positive multiple of {key}.plateau_window = "
+                 f"{o.plateau_window} (the loss is compared window by window)")
+        _require(0.0 <= o.plateau_min_scale <= 1.0, f"{key}.plateau_min_scale",
+                 f"{o.plateau_min_scale} must be in [0, 1]")
+    k = o.accumulation_steps
+    _require(k >= 1 and batch_size % k == 0, f"{key}.accumulation_steps",
+             f"{k} must be >= 1 and divide {phase}_train.batch_size = {batch_size}")
+    _require(k == 1 or cfg.data.batching == "fixed", f"{key}.accumulation_steps",
+             f"{k} needs data.batching=fixed (token_budget batches vary in size per bucket)")
+    _require(0.0 <= o.ema_decay < 1.0, f"{key}.ema_decay", f"{o.ema_decay} must be in [0, 1)")
+    _require(o.max_consecutive_skips >= 0, f"{key}.max_consecutive_skips",
+             f"{o.max_consecutive_skips} must be >= 0 (0: never stop)")
+    if phase == "tae" and cfg.tae.disc_weight > 0:  # training/tae_gan_step.py does neither
+        _require(k == 1, f"{key}.accumulation_steps",
+                 f"{k}: the TAE's GAN step (tae.disc_weight > 0) does not accumulate")
+        _require(not LR_SCHEDULES.entry(o.schedule).meta.get("on_plateau"), f"{key}.schedule",
+                 "plateau needs the step's loss, which the TAE's GAN step (tae.disc_weight > 0) "
+                 "does not hand to the optimizer")
 
 
 def _validate_data(data) -> None:

@@ -16,7 +16,8 @@ from mgen_jax.workdir import WorkdirError, checkpoint_dir, load_workdir_config
 
 def _restore_phase(workdir, cfg, phase, model, mesh, rules, abstract_frozen=None):
     """(params, frozen, meta, step) of a phase's latest checkpoint, restored into the shardings
-    of `mesh` (the optimizer state is restored too: the checkpoint holds the whole TrainState)."""
+    of `mesh` (the optimizer state is restored too: the checkpoint holds the whole TrainState).
+    params: the EMA of the parameters when the phase kept one (<phase>_optimizer.ema_decay)."""
     ckpt = PhaseCheckpointer(checkpoint_dir(workdir, phase))
     step = ckpt.latest_step()
     if step is None:
@@ -25,7 +26,7 @@ def _restore_phase(workdir, cfg, phase, model, mesh, rules, abstract_frozen=None
     abstract = abstract_train_state(model, optimizer,
                                     train_state_shardings(model, optimizer, mesh, rules))
     state, frozen, meta = ckpt.restore(step, abstract, abstract_frozen=abstract_frozen)
-    return state.params, frozen, meta, step
+    return state.sampling_params(), frozen, meta, step
 
 
 def load_tae(workdir: str):

@@ -10,6 +10,11 @@ Three entry points share one update:
   * `make_packed_dit_train_step`: cached outputs on NaViT-packed rows of clips of mixed shapes.
 Dropout for classifier-free guidance replaces prompts by each encoder's null (the empty prompt):
 all encoders at once with flow.text_dropout, one alone with its text.encoders.<name>.dropout.
+
+With the optimizer's accumulation_steps k > 1 the batch runs as k micro-batches
+(training/accumulation.py): every random draw (text dropout, posterior sample, flow t and noise)
+is made for the whole batch with the step's key, exactly as without accumulation, and each
+micro-batch's rows of it go through the DiT, so the update equals the whole batch's.
 """
 import jax
 import jax.numpy as jnp
@@ -20,7 +25,9 @@ from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.latent_scaling import normalize_latents
 from mgen_jax.models.text.conditioner import drop_text
 from mgen_jax.models.text.text_inputs import split_fields
-from mgen_jax.training.train_state import TrainState
+from mgen_jax.training.accumulation import accumulated_value_and_grad
+from mgen_jax.training.optimizer import accumulation_steps
+from mgen_jax.training.train_state import TrainState, apply_update
 
 
 def _target_latents(batch: dict, key, flow_cfg, latent_shift: float, latent_scale: float):
@@ -31,18 +38,33 @@ def _target_latents(batch: dict, key, flow_cfg, latent_shift: float, latent_scal
     return normalize_latents(z, latent_shift, latent_scale)
 
 
-def _update(dit: PureModel, optimizer, state: TrainState, loss_of_model):
-    """One optimizer step on loss_of_model(bound DiT) -> (loss, aux)."""
-    (loss, _), grads = jax.value_and_grad(lambda p: loss_of_model(dit.bind(p)),
-                                          has_aux=True)(state.params)
-    state = state.apply_gradients(grads, optimizer)
-    return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+def _update(dit: PureModel, optimizer, state: TrainState, loss_share):
+    """One optimizer step on the batch's loss, accumulated over the optimizer's micro-batches:
+    loss_share(bound DiT, micro) -> (the micro-batch's share of the batch's loss, aux)."""
+    (loss, _), grads = accumulated_value_and_grad(
+        lambda p, micro: loss_share(dit.bind(p), micro), state.params,
+        accumulation_steps(optimizer), dit)
+    return apply_update(state, grads, loss, optimizer)
 
 
-def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, text, mask, key):
-    return _update(dit, optimizer, state, lambda model: flow_matching_loss(
-        lambda x, t: model(x, t, text, mask), x1, key, sigma_min=flow_cfg.sigma_min,
-        t_mean=flow_cfg.t_logit_mean, t_std=flow_cfg.t_logit_std))
+def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, encode_text, key):
+    """encode_text(micro) -> (text, mask) of the micro-batch's rows."""
+    def loss_share(model, micro):
+        text, mask = encode_text(micro)
+
+        def velocity(x, t):  # the batch's x_t and t: only the micro-batch's rows run the DiT
+            return micro.put(x, model(micro.take(x), micro.take(t), text, mask))
+
+        loss, aux = flow_matching_loss(velocity, x1, key, sigma_min=flow_cfg.sigma_min,
+                                       t_mean=flow_cfg.t_logit_mean, t_std=flow_cfg.t_logit_std)
+        per_example = aux["per_example_loss"]
+        return micro.share(loss, per_example, per_example.shape[0]), None
+
+    return _update(dit, optimizer, state, loss_share)
+
+
+def _rows(micro, tree: dict) -> dict:
+    return {name: micro.take(a) for name, a in tree.items()}
 
 
 def make_dit_train_step(dit: PureModel, text_encoders: PureModel,
@@ -57,9 +79,13 @@ def make_dit_train_step(dit: PureModel, text_encoders: PureModel,
         k_drop, k_latent, k_flow = jax.random.split(key, 3)
         ids, mask = drop_text(k_drop, split_fields(batch, "ids"), split_fields(batch, "mask"),
                               null_ids, null_mask, flow_cfg.text_dropout, encoder_dropout)
-        text = jax.lax.stop_gradient(text_encoders.bind(text_params)(ids, mask))  # frozen
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
-        return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
+
+        def encode_text(micro):  # frozen encoders, on the micro-batch's prompts
+            m = _rows(micro, mask)
+            return jax.lax.stop_gradient(text_encoders.bind(text_params)(_rows(micro, ids), m)), m
+
+        return _flow_update(dit, optimizer, flow_cfg, state, x1, encode_text, k_flow)
 
     return train_step
 
@@ -77,7 +103,8 @@ def make_dit_train_step_on_embeddings(dit: PureModel, optimizer: optax.GradientT
                                split_fields(batch, "text_mask"), null_text, null_mask,
                                flow_cfg.text_dropout, encoder_dropout)
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
-        return _flow_update(dit, optimizer, flow_cfg, state, x1, text, mask, k_flow)
+        return _flow_update(dit, optimizer, flow_cfg, state, x1,
+                            lambda micro: (_rows(micro, text), _rows(micro, mask)), k_flow)
 
     return train_step
 
@@ -100,15 +127,24 @@ def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransfor
         text, mask = rows(text), rows(mask)
         x1 = normalize_latents(batch["tokens"], latent_shift, latent_scale)
 
-        def loss_of_model(model):
-            velocity = lambda x, t: model.forward_packed(x, batch["coords"], batch["segments"], t,
-                                                         text, mask)
-            return packed_flow_matching_loss(velocity, x1, batch["segments"], s, k_flow,
-                                             sigma_min=flow_cfg.sigma_min,
-                                             t_mean=flow_cfg.t_logit_mean,
-                                             t_std=flow_cfg.t_logit_std)
+        def loss_share(model, micro):
+            def velocity(x, t):  # the batch's x_t and t: only the micro-batch's rows run the DiT
+                take = micro.take
+                return micro.put(x, model.forward_packed(
+                    take(x), take(batch["coords"]), take(batch["segments"]), take(t),
+                    _rows(micro, text), _rows(micro, mask)))
 
-        return _update(dit, optimizer, state, loss_of_model)
+            loss, aux = packed_flow_matching_loss(velocity, x1, batch["segments"], s, k_flow,
+                                                  sigma_min=flow_cfg.sigma_min,
+                                                  t_mean=flow_cfg.t_logit_mean,
+                                                  t_std=flow_cfg.t_logit_std)
+            # The loss is the mean over the batch's present clips: each row's clip sum over
+            # the batch's clip count.
+            present = aux["clip_present"]
+            row_terms = jnp.sum(jnp.where(present, aux["per_clip_loss"], 0.0), axis=1)
+            return micro.share(loss, row_terms, jnp.maximum(jnp.sum(present), 1)), None
+
+        return _update(dit, optimizer, state, loss_share)
 
     return train_step
 

@@ -14,6 +14,7 @@ from data_pipelines.records_source import check_bucket_shapes, selected_buckets
 from data_pipelines.sources import prepare_data
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.configs.tae import latent_frames, spatial_compression
+from mgen_jax.parallel.distributed import barrier, is_coordinator
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.training.loop import run_training
@@ -32,7 +33,9 @@ class JobContext:
     """What every phase of one job shares: config, workdir, mesh and rules, the root key."""
 
     def __init__(self, cfg, workdir: str, show_progress: bool = True):
-        self.cfg, self.workdir, self.show_progress = cfg, workdir, show_progress
+        # One progress bar per job, not one per process.
+        self.cfg, self.workdir = cfg, workdir
+        self.show_progress = show_progress and is_coordinator()
         self.mesh = build_mesh(cfg.mesh)
         self.rules = rules_from_preset(cfg.mesh.rules)
         self.key = jax.random.key(cfg.seed)
@@ -54,7 +57,8 @@ class JobContext:
         data = self.cfg.data
         manifest = load_manifest(directory)
         buckets = selected_buckets(data, manifest)
-        chosen = dict(manifest, buckets={n: manifest["buckets"][n] for n in buckets})
+        chosen = dict(manifest, buckets={n: manifest["buckets"][n] for n in buckets},
+                      shards=[s for s in manifest["shards"] if s.get("bucket") in buckets])
         if data.batching == "token_budget":
             sizes = bucket_batch_sizes(chosen, token_budget=data.token_budget // jax.process_count(),
                                        tokens_per_clip=lambda b: dit_tokens(self.cfg, b))
@@ -62,15 +66,23 @@ class JobContext:
             sizes = bucket_batch_sizes(chosen, batch_size=local)
         return make_records_iterator(directory, batch_sizes=sizes, seed=seed,
                                      mixture=dict(data.mixture), small_buckets=data.small_buckets,
+                                     only_buckets=buckets,
                                      **where, **kwargs)
 
 
 def prepare_workdir(cfg, workdir: str, show_progress: bool = True) -> JobContext:
     """A job's first step: claim the workdir for this config, write cfg.data.source's data
-    (skipped when already there), and return the context its phases share."""
-    claim_workdir(cfg, workdir)
+    (skipped when already there), and return the context its phases share.
+
+    Multi-process: process 0 writes the config and the data, the others check and read them
+    after a barrier (one writer per shared file)."""
+    claim_workdir(cfg, workdir, write=is_coordinator())
     ctx = JobContext(cfg, workdir, show_progress)
-    manifest = prepare_data(cfg.data, ctx.data_dir)
+    if is_coordinator():
+        manifest = prepare_data(cfg.data, ctx.data_dir)
+    barrier("workdir: config and data written")
+    if not is_coordinator():  # finds process 0's dataset and returns its manifest
+        manifest = prepare_data(cfg.data, ctx.data_dir)
     if cfg.data.source == "records":  # shapes the TAE and DiT cannot take fail before training
         check_bucket_shapes(cfg, manifest)
     return ctx
@@ -95,17 +107,20 @@ def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
     programs (the TAE's image and video steps); default: jit(step_fn)."""
     optimizer = make_optimizer(optimizer_cfg, train_cfg.steps)
     state_sh = train_state_shardings(model, optimizer, ctx.mesh, ctx.rules)
-    ckpt = PhaseCheckpointer(checkpoint_dir(ctx.workdir, phase), keep=train_cfg.keep_checkpoints)
-    latest = ckpt.latest_step()
-    if latest is not None:
+    ckpt = PhaseCheckpointer(checkpoint_dir(ctx.workdir, phase), keep=train_cfg.keep_checkpoints,
+                             asynchronous=train_cfg.async_checkpoints, clean_partial=True)
+    restored = None
+    if ckpt.latest_step() is not None:  # the newest checkpoint that restores (damaged: older)
         abstract_frozen = None
         if frozen is not None:
             abstract_frozen = jax.tree.map(
                 lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), frozen,
                 frozen_shardings)
-        state, restored_frozen, _ = ckpt.restore(
-            latest, abstract_train_state(model, optimizer, state_sh),
-            abstract_frozen=abstract_frozen, iterator=iterator)
+        restored = ckpt.restore_latest_good(
+            abstract_train_state(model, optimizer, state_sh), abstract_frozen=abstract_frozen,
+            iterator=iterator)
+    if restored is not None:
+        latest, state, restored_frozen, _ = restored
         frozen = restored_frozen if frozen is not None else None
         print(f"[{phase}] resumed from step {latest}")
     else:
@@ -127,6 +142,6 @@ def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
         to_device=lambda b: to_device_batch(b, batch_sh), key=ctx.phase_key(phase, 1),
         checkpointer=ckpt, writer=writer, log_every=train_cfg.log_every,
         checkpoint_every=train_cfg.checkpoint_every, extra_args=extra, frozen=frozen, meta=meta,
-        show_progress=ctx.show_progress)
+        show_progress=ctx.show_progress, preemption_grace_s=train_cfg.preemption_grace_s)
     writer.close()
     return state, frozen

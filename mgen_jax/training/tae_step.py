@@ -3,7 +3,12 @@ optional Movie Gen terms: the outlier penalty (OPL) and LPIPS. The GAN variant, 
 discriminator alongside, is models/tae/gan_pair.py; it shares the loss pieces below.
 
 On sparse content (a small shape on black) L1 alone pulls every pixel towards the background
-median and a tiny model stalls there; MSE does not, so the tiny configs weight it in."""
+median and a tiny model stalls there; MSE does not, so the tiny configs weight it in.
+
+With the optimizer's accumulation_steps k > 1 the batch runs as k micro-batches
+(training/accumulation.py), each with its own posterior-sample key (fold_in(key, j): the TAE
+samples inside the model, so the noise cannot be sliced from the whole batch's); every term is a
+mean over the batch, so the mean of the micro-batches' losses is the batch's loss."""
 import dataclasses
 
 import jax
@@ -14,8 +19,10 @@ from mgen_jax.models.perceptual.lpips import lpips_video
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.autoencoder import kl_divergence
 from mgen_jax.models.tae.video_range import psnr, video_to_float
+from mgen_jax.training.accumulation import accumulated_value_and_grad
+from mgen_jax.training.optimizer import accumulation_steps
 from mgen_jax.training.tae_losses import outlier_penalty_loss
-from mgen_jax.training.train_state import TrainState
+from mgen_jax.training.train_state import TrainState, apply_update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +88,20 @@ def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation,
 
     def step(state: TrainState, lpips_params, batch: dict, key: jax.Array):
         video = video_to_float(batch["video"])
+        k = accumulation_steps(optimizer)
 
-        def loss_fn(params):
-            recon, mean, logvar = tae.bind(params)(video, key)
-            rec, rec_metrics = reconstruction_loss(recon, video, weights, lpips, lpips_params)
+        def loss_share(params, micro):
+            micro_key = key if k == 1 else jax.random.fold_in(key, micro.index)
+            clip = micro.take(video)
+            recon, mean, logvar = tae.bind(params)(clip, micro_key)
+            rec, rec_metrics = reconstruction_loss(recon, clip, weights, lpips, lpips_params)
             reg, reg_metrics = latent_regularizers(mean, logvar, weights)
-            return rec + reg, {**rec_metrics, **reg_metrics}
+            loss = rec + reg
+            return (loss if k == 1 else loss / k), {**rec_metrics, **reg_metrics}
 
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads, optimizer)
-        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
+        (loss, aux), grads = accumulated_value_and_grad(loss_share, state.params, k, tae)
+        state, metrics = apply_update(state, grads, loss, optimizer)
+        return state, {**metrics, **aux}
 
     if perceptual_weight > 0:
         return step

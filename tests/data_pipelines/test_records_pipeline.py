@@ -251,3 +251,10 @@ def test_small_buckets_can_repeat_their_clips_instead(data_dir):
     small = [b for b in batches if _bucket_of(b) == "v4x16x8"]
     assert small and all(len(b["source_id"]) == 9 for b in small)
     assert len(set(small[0]["source_id"])) <= 8  # 9 clips drawn from 8 records: one repeats
+
+
+def test_only_the_chosen_buckets_are_read(data_dir):
+    chosen = ["v4x8x8", "i16x16"]
+    batches = _take(data_dir, 60, batch_sizes={n: BATCH_SIZES[n] for n in chosen}, seed=0,
+                    only_buckets=chosen)
+    assert {_bucket_of(b) for b in batches} == set(chosen)

@@ -87,13 +87,14 @@ def test_a_tfds_dataset_builds_and_trains(tmp_path):
 
         def _generate_examples(self):
             rng = np.random.default_rng(0)
-            for i in range(6):  # a disc drifting right over a gradient, 2 s at 16 fps
+            for i in range(6):  # a disc over stripes of its own width, both moving, 2 s at 16 fps
                 yy, xx = np.mgrid[:64, :64]
                 frames = []
                 for t in range(32):
-                    cx = 12 + t * 1.2 + i
-                    disc = (xx - cx) ** 2 + (yy - 32) ** 2 < 80
-                    frame = np.stack([xx * 2, yy * 2, np.full_like(xx, 40 * i)], -1)
+                    stripes = ((xx + 3 * yy + t // 2) // (4 + 3 * i)) % 2 * 150
+                    cx, cy = 12 + t * 1.2, 20 + (i % 3) * 12
+                    disc = (xx - cx) ** 2 + (yy - cy) ** 2 < 80
+                    frame = np.stack([stripes, 255 - stripes, np.full_like(xx, 40 * i)], -1)
                     frame[disc] = (240, 200 - 20 * i, 30)
                     frames.append(frame.astype(np.uint8))
                 yield i, {"video": np.stack(frames), "caption": f"a ball number {i} drifting"}
