@@ -5,6 +5,7 @@ encoder, a data source, a benchmark or a job: write its code in the owning packa
 entry here. `validate()`, `mgen --help` and the error messages pick it up; README "Extending
 mgen_jax" walks through each.
 """
+from mgen_jax.configs.optimizer import LR_SCHEDULES
 from mgen_jax.configs.registry import Entry, Registry
 
 # -- sizes (values) ------------------------------------------------------------------------------
@@ -167,5 +168,6 @@ ALL = {"dit.size": DIT_PRESETS, "dit.attention": ATTENTION_BACKENDS,
        "dit.context_parallel": CONTEXT_PARALLEL, "dit.remat": REMAT_POLICIES,
        "text.encoders.*.kind": TEXT_ENCODER_KINDS, "--encoder": TEXT_ENCODERS,
        "mesh.rules": MESH_RULES, "flow.schedule": SCHEDULES, "flow.sampler": SAMPLERS,
+       "<phase>_optimizer.schedule": LR_SCHEDULES,
        "data.source": DATA_SOURCES, "mgen data build --source": BUILD_SOURCES, "job": JOBS,
        "mgen bench": BENCHMARKS}

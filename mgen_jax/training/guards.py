@@ -84,15 +84,17 @@ def _diagnosis(phase: str, step: int, metrics: dict, bad_leaf: int, param_names:
     n = int(m["consecutive_skips"])
     culprits = []
     if not np.isfinite(m["loss"]):
-        culprits.append(f"the loss is {float(m['loss'])}")
+        culprits.append(f"the loss ({float(m['loss'])})")
     if bad_leaf >= 0:
-        culprits.append(f"the gradient of {param_names[bad_leaf]} is non-finite "
-                        f"(grad_norm {float(m['grad_norm'])})")
+        culprits.append(f"the gradient of {param_names[bad_leaf]} (the first non-finite one; "
+                        f"grad_norm {float(m['grad_norm'])})")
+    key = f"{phase}_optimizer.max_consecutive_skips"
+    verb = "are" if len(culprits) > 1 else "is"
     return (f"[{phase}] step {step}: {n} consecutive updates skipped (steps {step - n + 1}-"
-            f"{step}; max_consecutive_skips reached); at step {step} "
-            f"{' and '.join(culprits) or 'the update was not finite'}. No checkpoint of these "
-            "steps was written: look at the data of these steps, lower the learning rate or "
-            "raise <phase>_optimizer.max_consecutive_skips.")
+            f"{step}), {key} reached; at step {step} {' and '.join(culprits) or 'the update'} "
+            f"{verb} not finite. Stopped before any checkpoint of step {step}; the parameters "
+            f"are still those of step {step - n} (a skipped update changes nothing). Look at the "
+            f"data of steps {step - n + 1}-{step}, lower the learning rate, or raise {key}.")
 
 
 class GuardedStep:

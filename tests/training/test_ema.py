@@ -101,5 +101,6 @@ def test_loading_samples_with_the_ema(tiny, tmp_path):
     loaded, _, _, step = _restore_phase(workdir, cfg, "dit", dit, mesh,
                                         rules_from_preset(cfg.mesh.rules))
     assert step == 3
-    for a, b in zip(jax.tree.leaves(jax.device_get(params)), jax.tree.leaves(jax.device_get(loaded))):
+    for a, b in zip(jax.tree.leaves(jax.device_get(params)),
+                    jax.tree.leaves(jax.device_get(loaded))):
         np.testing.assert_array_equal(a, b)

@@ -81,7 +81,8 @@ def test_plateau_state_survives_a_checkpoint_round_trip(tmp_path):
                             state)
     restored, _, _ = ckpt.restore(7, abstract)
     assert jax.tree.structure(restored) == jax.tree.structure(state)
-    for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(restored))):
+    for a, b in zip(jax.tree.leaves(jax.device_get(state)),
+                    jax.tree.leaves(jax.device_get(restored))):
         np.testing.assert_array_equal(a, b)
     # Resumed, it continues as the uninterrupted run does.
     _, resumed = _run(optimizer, [1.0] * 4, restored)
