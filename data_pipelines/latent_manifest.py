@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.bucket_batching import SINGLE_BUCKET
-from data_pipelines.video_datasets import dataset_buckets
+from data_pipelines.bucket_batching import SINGLE_BUCKET, manifest_buckets
 
 FORMAT_NAME = "mgen_latents_v3"
 MANIFEST_NAME = "manifest.json"
@@ -90,10 +89,12 @@ def shard_stats(means_bf16: list[np.ndarray]) -> dict:
 
 
 def _buckets(video_manifest: dict) -> dict:
+    """The video dataset's bucket entries (Shapes: one, from its parameters), as the loader
+    reads them, without the loader's shard lists."""
     if "buckets" in video_manifest:
         return video_manifest["buckets"]
-    p = video_manifest["parameters"]  # Shapes: one clip shape
-    return dataset_buckets(video_manifest, p["frames"], p["height"], p["width"])
+    return {name: {k: v for k, v in b.items() if k not in ("name", "shards")}
+            for name, b in manifest_buckets(video_manifest).items()}
 
 
 def finalize_latents_manifest(out_dir: str | os.PathLike, video_manifest: dict, *,

@@ -39,11 +39,3 @@ def record_fps(record: dict, default: float) -> float:
     return float(record.get("fps", default))
 
 
-
-def dataset_buckets(manifest: dict, frames: int, height: int, width: int) -> dict:
-    """{bucket name: {kind, frames, height, width, num_records}}; a Shapes dataset is one bucket
-    of the config's clip shape."""
-    if "buckets" in manifest:
-        return manifest["buckets"]
-    return {"all": dict(kind="image" if frames == 1 else "video", frames=frames, height=height,
-                        width=width, num_records=manifest["num_records"])}
