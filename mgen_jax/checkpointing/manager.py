@@ -11,8 +11,15 @@ while the next steps run. Orbax waits for a pending save before starting the nex
 A newest checkpoint can still be damaged after the fact (a truncated copy, a deleted file):
 `restore_latest_good` tries steps newest first, names each damaged one and moves it aside to
 `<directory>.damaged/` (so the resumed run can write that step again), and raises
-DamagedCheckpointError when none can be restored: it never starts a phase over silently."""
+DamagedCheckpointError when none can be restored: it never starts a phase over silently.
+
+A checkpoint written by M processes restores into N: the arrays through the abstract state's
+shardings, the data position by `rescaled_data_position` (the global-order pipeline's position
+is the same count of global batches at any process count)."""
+import glob
+import json
 import os
+import re
 import sys
 
 import grain
@@ -24,6 +31,41 @@ from jax.experimental import multihost_utils
 
 class DamagedCheckpointError(ValueError):
     """No checkpoint of a phase can be restored (a ValueError: the CLI reports it in one line)."""
+
+
+class DataLayoutError(ValueError):
+    """The data-iterator state of a checkpoint cannot be carried to this process count."""
+
+
+def rescaled_data_position(data_dir: str, process_count: int) -> dict:
+    """The iterator state for `process_count` processes from a checkpoint's `data/` folder written
+    by another count M. The global-order pipeline (data_pipelines/grain_pipeline.py) gives every
+    process the same position {"next_index": k} = steps x local batch, and the global batch is
+    fixed, so the position for N processes is k x M / N. Other states (the bucket mixture's) are
+    per-process stream positions that do not carry over: DataLayoutError."""
+    files = sorted(glob.glob(os.path.join(data_dir, "process_*-of-*.json")))
+    layouts = {int(m.group(1)) for f in files
+               if (m := re.search(r"-of-(\d+)\.json$", os.path.basename(f)))}
+    if len(layouts) != 1:
+        raise DataLayoutError(f"{data_dir} holds data positions of process counts "
+                              f"{sorted(layouts)}; expected one")
+    (saved,) = layouts
+    states = []
+    for f in files:
+        with open(f) as fh:
+            states.append(json.load(fh))
+    positions = {s.get("next_index") if isinstance(s, dict) and set(s) == {"next_index"}
+                 else None for s in states}
+    if None in positions or len(positions) != 1:
+        raise DataLayoutError(
+            f"{data_dir} was written by {saved} processes and this run has {process_count}; its "
+            f"data positions ({os.path.basename(files[0])}: {states[0]}) are per-process stream "
+            f"states that cannot be rescaled: resume with {saved} processes")
+    (index,) = positions
+    if index * saved % process_count:
+        raise DataLayoutError(f"data position {index} of {saved} processes is not a whole number "
+                              f"of rows for {process_count} processes")
+    return {"next_index": index * saved // process_count}
 
 
 class PhaseCheckpointer:
@@ -72,9 +114,17 @@ class PhaseCheckpointer:
         items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
         if abstract_frozen is not None:
             items["frozen"] = ocp.args.StandardRestore(abstract_frozen)
+        rescaled = None
         if iterator is not None:
-            items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+            data_dir = os.path.join(self.directory, str(step), "data")
+            own = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+            if os.path.isdir(data_dir) and not os.path.exists(os.path.join(data_dir, own)):
+                rescaled = rescaled_data_position(data_dir, jax.process_count())
+            else:
+                items["data"] = grain.checkpoint.CheckpointRestore(iterator)
         out = self.manager.restore(step, args=ocp.args.Composite(**items))
+        if rescaled is not None:
+            iterator.set_state(rescaled)
         return out["state"], out.get("frozen") if abstract_frozen is not None else None, out["meta"]
 
     def restore_latest_good(self, abstract_state, *, abstract_frozen=None, iterator=None):
@@ -88,6 +138,8 @@ class PhaseCheckpointer:
                 restored, error = self.restore(step, abstract_state,
                                                abstract_frozen=abstract_frozen,
                                                iterator=iterator), None
+            except DataLayoutError:  # whole, but for another process count: not damage
+                raise
             except Exception as err:  # any read failure means this step cannot be resumed from
                 restored, error = None, err
             # A file may be unreadable from one host only: every process must fall back together.

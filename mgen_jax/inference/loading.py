@@ -2,7 +2,7 @@
 import jax
 
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
-from mgen_jax.inference.text_to_video import TextToVideo
+from mgen_jax.flow.text_to_video_sampler import TextToVideo
 from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
                                       build_tae_trainable, build_text_encoders)
 from mgen_jax.checkpointing.text_encoder_checkpoint import text_encoder_params

@@ -1,6 +1,6 @@
 """`mgen bench sample`: seconds per video and per denoising step of text-to-video sampling.
 
-The pipeline is the real one (inference/text_to_video.py: prompts encoded once, every Euler step
+The pipeline is the real one (flow/text_to_video_sampler.py: prompts encoded once, every Euler step
 one DiT forward over the conditional and unconditional halves, the whole loop and the tiled TAE
 decode in one compiled program), on random weights, for two models:
 
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from mgen_jax.benchmarks.matmul_peak import machine_info, median_seconds
 from mgen_jax.configs.loading import load_config
-from mgen_jax.inference.text_to_video import TextToVideo
+from mgen_jax.flow.text_to_video_sampler import TextToVideo
 from mgen_jax.models.text.text_inputs import tokenize_prompts
 
 _QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "quickstart.py")

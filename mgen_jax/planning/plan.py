@@ -27,7 +27,7 @@ import numpy as np
 from mgen_jax.configs.registries import REMAT_POLICIES
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes
-from mgen_jax.planning.tpu_chips import chip_for_topology
+from mgen_jax.parallel.tpu_chips import chip_for_topology
 
 MEMORY_BUDGET = 0.9  # a plan "fits" when the per-chip total is within 90% of HBM
 _GIB = 2 ** 30

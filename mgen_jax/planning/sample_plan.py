@@ -1,6 +1,6 @@
 """`mgen plan --mode=sample`: text-to-video sampling compiled ahead of time for a TPU topology.
 
-Sampling (inference/text_to_video.py) is one program: the prompts are encoded once, then an
+Sampling (flow/text_to_video_sampler.py) is one program: the prompts are encoded once, then an
 Euler loop whose every step is ONE DiT forward over the conditional and unconditional halves
 concatenated on the batch axis (classifier-free guidance, flow/guidance.py), then the TAE's
 tiled decode. The plan compiles its three parts separately for the topology (libtpu, no TPU

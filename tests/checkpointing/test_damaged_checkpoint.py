@@ -2,6 +2,7 @@
 the previous good one restored; none good is a clear error; an asynchronous save holds the state
 and data position of its call even when the arrays are donated right after."""
 import glob
+import json
 import os
 import shutil
 
@@ -11,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mgen_jax.checkpointing.manager import DamagedCheckpointError, PhaseCheckpointer
+from mgen_jax.checkpointing.manager import (DamagedCheckpointError, DataLayoutError,
+                                           PhaseCheckpointer)
 
 # Over OCDBT's inline limit (~100 bytes), so each array lives in a data file of its own.
 SHAPES = {"w": (701,), "b": (31, 53)}
@@ -139,3 +141,37 @@ def test_async_save_holds_the_state_and_position_of_its_call(tmp_path):
         np.testing.assert_array_equal(np.asarray(restored[name]), expected[name])
     np.testing.assert_array_equal(np.stack([next(restored_it) for _ in range(3)]),
                                   np.stack(after_save))
+
+
+# ---- another process count --------------------------------------------------------------------
+
+def _as_written_by(directory, step: int, count: int, state: dict) -> None:
+    """Make step's data folder look written by `count` processes, each at `state`."""
+    data = directory / str(step) / "data"
+    for f in data.glob("process_*-of-*.json"):
+        f.unlink()
+    for i in range(count):
+        (data / f"process_{i}-of-{count}.json").write_text(json.dumps(state))
+
+
+def test_data_position_of_another_process_count_is_rescaled(tmp_path):
+    """Global-order positions: 2 processes at 6 rows each = 1 process at 12 rows. Not damage."""
+    ckpt = PhaseCheckpointer(str(tmp_path), keep=3)
+    ckpt.save(4, _state(4), iterator=_iterator(), meta={"step": 4})
+    ckpt.wait()
+    _as_written_by(tmp_path, 4, 2, {"next_index": 6})
+    it = _iterator()
+    step, state, _, _ = PhaseCheckpointer(str(tmp_path)).restore_latest_good(_abstract(),
+                                                                           iterator=it)
+    assert step == 4 and it.get_state() == {"next_index": 12}
+    np.testing.assert_array_equal(state["w"], _state(4)["w"])
+
+
+def test_per_process_stream_state_of_another_count_is_refused_by_name(tmp_path):
+    ckpt = PhaseCheckpointer(str(tmp_path), keep=3)
+    ckpt.save(4, _state(4), iterator=_iterator(), meta={"step": 4})
+    ckpt.wait()
+    _as_written_by(tmp_path, 4, 2, {"mixture": [3, 1], "next_index": 6})
+    with pytest.raises(DataLayoutError, match="written by 2 processes and this run has 1"):
+        PhaseCheckpointer(str(tmp_path)).restore_latest_good(_abstract(), iterator=_iterator())
+    assert os.path.isdir(tmp_path / "4"), "a checkpoint of another layout is not damaged"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import shapes
-from data_pipelines.grain_pipeline import make_train_iterator
+from data_pipelines.grain_pipeline import holdout_batches, make_train_iterator
 from data_pipelines.shapes_writer import (decode_record, encode_record, load_manifest,
                                           shard_paths, write_shapes_dataset)
 
@@ -141,16 +141,39 @@ def _epochs_of_indices(data_dir, epochs, **kwargs):
     return [stream[e * per_epoch:(e + 1) * per_epoch] for e in range(epochs)]
 
 
-def test_processes_get_disjoint_shards_that_cover_the_data(data_dir):
-    seen = []
-    for process_index in range(2):
-        epoch, = _epochs_of_indices(data_dir, 1, seed=0, process_index=process_index,
-                                    process_count=2)
-        assert len(set(epoch)) == len(epoch)
-        seen.append(set(epoch))
-    assert not seen[0] & seen[1]
-    assert seen[0] | seen[1] == set(range(NUM_CLIPS))
-    assert {len(s) for s in seen} == {12, 11}
+@pytest.mark.parametrize("process_count", [2, 3])
+def test_global_batches_do_not_depend_on_the_process_count(data_dir, process_count):
+    """Process i's batch k is rows [i*L, (i+1)*L) of the one-process global batch k, across
+    epoch boundaries (23 records, global batch 6: epochs end mid-batch)."""
+    with _iterator(data_dir, batch_size=6, seed=3) as one:
+        expected = _take(one, 9)
+    local = 6 // process_count
+    shares = []
+    for i in range(process_count):
+        with _iterator(data_dir, batch_size=local, seed=3, process_index=i,
+                       process_count=process_count) as it:
+            shares.append(_take(it, 9))
+    for k, batch in enumerate(expected):
+        for key in batch:
+            np.testing.assert_array_equal(
+                np.concatenate([share[k][key] for share in shares]), batch[key], err_msg=key)
+
+
+def test_holdout_is_never_trained_on_and_is_the_validation_set(data_dir):
+    stream = []
+    with _iterator(data_dir, batch_size=4, seed=0, holdout=5) as it:
+        for batch in _take(it, 12):  # 48 records: more than two epochs of 18
+            stream.extend(int(i) for i in batch["index"])
+    assert set(stream) == set(range(NUM_CLIPS - 5))
+    full = holdout_batches(data_dir, holdout=5, batch_size=2)
+    assert [list(b["index"]) for b in full] == [[18, 19], [20, 21]]  # the last one dropped
+    shares = [holdout_batches(data_dir, holdout=5, batch_size=1, process_index=i,
+                              process_count=2) for i in range(2)]
+    assert [[int(s[k]["index"][0]) for s in shares] for k in range(2)] == [[18, 19], [20, 21]]
+    with pytest.raises(ValueError, match="less than one global batch"):
+        holdout_batches(data_dir, holdout=3, batch_size=2, process_count=2)
+    with pytest.raises(ValueError, match="holdout 23"):
+        make_train_iterator(data_dir, batch_size=1, seed=0, holdout=NUM_CLIPS)
 
 
 def test_each_epoch_is_a_new_permutation_and_seed_changes_order(data_dir):

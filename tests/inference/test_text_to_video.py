@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments.quickstart import get_config
-from mgen_jax.inference.text_to_video import TextToVideo
+from mgen_jax.flow.text_to_video_sampler import TextToVideo
 from mgen_jax.models.builders import build_dit, build_tae, build_text_encoders
 
 

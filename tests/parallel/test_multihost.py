@@ -116,25 +116,6 @@ def test_only_process_0_writes_metrics(tmp_path, monkeypatch):
 
 # --- two processes on this machine -------------------------------------------------------------
 
-# `mgen train` with one change, the same in every run: each process reads the global batch in the
-# order one process would and keeps its own rows. The package's pipeline gives process i the
-# records [i::n] shuffled on their own (no read amplification), so N processes see other
-# batches than one does; this makes the runs comparable step for step.
-DRIVER = """
-import sys
-from data_pipelines import grain_pipeline
-from mgen_jax.training import phase_runner
-
-def global_order(directory, *, batch_size, seed, process_index, process_count, **kwargs):
-    data = grain_pipeline.make_train_dataset(directory, batch_size=batch_size * process_count,
-                                             seed=seed, **kwargs)
-    lo = process_index * batch_size
-    return iter(data.map(lambda b: {k: v[lo:lo + batch_size] for k, v in b.items()}))
-
-phase_runner.make_train_iterator = global_order
-from mgen_jax.cli import main
-main(sys.argv[1:])
-"""
 TRAIN = ["train", "--config=experiments/quickstart.py:smoke", "--no-progress",
          "--config.tae_train.steps=2", "--config.tae_train.batch_size=8",
          "--config.dit_train.steps=4", "--config.data.num_clips=64", "--config.mesh.data=-1"]
@@ -156,9 +137,9 @@ def _env(devices: int) -> dict:
 
 
 def _run_job(workdir: Path, *, processes: int, devices: int, extra=()) -> list:
-    """Start `processes` copies of the driven `mgen train`, wait for all; fail with each one's
+    """Start `processes` copies of `mgen train`, wait for all; fail with each one's
     output tail if any fails. Returns their outputs."""
-    argv = [sys.executable, "-c", DRIVER, *TRAIN, f"--workdir={workdir}", *extra]
+    argv = [sys.executable, "-m", "mgen_jax.cli", *TRAIN, f"--workdir={workdir}", *extra]
     port = _free_port()
     procs = []
     for i in range(processes):
@@ -194,19 +175,14 @@ def _losses(workdir: Path) -> dict:
 
 def _as_one_process_tae(two: Path, one: Path) -> None:
     """Seed a one-process workdir with the two-process run's data and TAE checkpoint, so the
-    one-process run restores the TAE (in another layout) instead of training it again. Under
-    DRIVER both processes hold the global iterator's position: process 0's is one process's."""
+    one-process run restores the TAE (in another layout, its data position rescaled from two
+    processes' to one's) instead of training it again."""
     one.mkdir()
     shutil.copy(two / "config.json", one / "config.json")
     shutil.copytree(two / "data", one / "data")
     shutil.copytree(two / "checkpoints" / "tae", one / "checkpoints" / "tae")
-    states = sorted((one / "checkpoints" / "tae").glob("*/data/process_*-of-2.json"))
-    assert states, "the TAE checkpoint holds no data-iterator state"
-    for state in states:
-        if state.name == "process_0-of-2.json":
-            state.rename(state.with_name("process_0-of-1.json"))
-        else:
-            state.unlink()
+    assert sorted((one / "checkpoints" / "tae").glob("*/data/process_*-of-2.json")), \
+        "the TAE checkpoint holds no data-iterator state"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Text -> video: encode prompts, Euler-integrate the DiT's guided velocity with the
+"""Text -> video sampling: encode prompts, Euler-integrate the DiT's guided velocity with the
 configured schedule, decode with the TAE in temporal tiles (tae.tiling), return uint8 frames.
 One jit per shape."""
 import functools
