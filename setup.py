@@ -22,6 +22,7 @@ setup(
         "numpy>=1.26",
         "av>=12",          # PyAV: mp4 encode/decode
         "pillow>=10",      # PNG contact sheets
+        "matplotlib>=3.8",  # `mgen sweep`: plots of a sweep's results
         "tensorboardX>=2.6",
         "tqdm>=4.66",
         "msgpack>=1.0",

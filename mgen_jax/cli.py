@@ -1,7 +1,7 @@
 """`mgen`: the command-line entry point (train, sample, eval, plan, bench, convert, text-embed,
-data, config). Commands are thin: each parses its flags, calls one function of the package and
-prints or writes its result. User errors (bad configs, missing folders, wrong checkpoints) end
-in one line naming what is wrong; MGEN_DEBUG=1 shows the traceback instead."""
+data, config, sweep, average). Commands are thin: each parses its flags, calls one function of the
+package and prints or writes its result. User errors (bad configs, missing folders, wrong
+checkpoints) end in one line naming what is wrong; MGEN_DEBUG=1 shows the traceback instead."""
 import argparse
 import json
 import os
@@ -160,10 +160,33 @@ def _cmd_bench(args, _):
         print(json.dumps(result, indent=2))
 
 
+def _cmd_sweep(args, overrides):
+    from mgen_jax.sweeps.launch import launch_lines
+    from mgen_jax.sweeps.runner import run_sweep
+    from mgen_jax.sweeps.spec import load_sweep, split_sweep_flags
+    sweep_flags = split_sweep_flags(args.sweep_flags)
+    sweep = load_sweep(args.sweep, sweep_flags, overrides)
+    if args.print_launch:
+        relaunch = [f"--sweep={args.sweep}", f"--out={args.out}",
+                    *(f"--sweep.{f}" for f in sweep_flags), *(f"--config.{o}" for o in overrides)]
+        print("\n".join(launch_lines(sweep, args.out, relaunch, args.launch_prefix)))
+        return
+    print(json.dumps(run_sweep(sweep, args.out, only=args.only), indent=2))
+
+
 def _cmd_convert(args, _):
     from mgen_jax.checkpointing.text_encoder_checkpoint import convert_text_encoder
     meta = convert_text_encoder(args.encoder, args.checkpoint, args.out, weights=args.weights)
     print(json.dumps({"out": os.path.abspath(args.out), **meta}, indent=2))
+
+
+def _cmd_average(args, _):
+    from mgen_jax.training.average_runs import average_runs, parse_weights
+    weights = parse_weights(args.weights) if args.weights else None
+    record = average_runs(args.checkpoints, args.out, weights=weights)
+    if record.get("already"):
+        print(f"mgen average: {record['out']} already holds this average", file=sys.stderr)
+    print(json.dumps(record, indent=2))
 
 
 def _cmd_config_show(args, overrides):
@@ -180,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgen", description=__doc__.split("\n\n")[0],
         epilog="Config overrides: --config.KEY=VALUE after --config=FILE (train, plan, data, "
-               "config), e.g. --config.dit_optimizer.lr=3e-4; `mgen config show` lists every key.")
+               "config; sweep: every run), e.g. --config.dit_optimizer.lr=3e-4; `mgen config "
+               "show` lists every key.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     config_help = "experiment file, optionally with its argument: experiments/NAME.py[:ARG]"
 
@@ -305,6 +329,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
     bench.set_defaults(func=_cmd_bench)
 
+    sweep = sub.add_parser(
+        "sweep", help="ablation sweep: run an experiment once per override set (resumable), "
+                      "then write results.csv, results.md and PNG plots",
+        epilog="--sweep.KEY=VALUE overrides a key of the sweep file, e.g. "
+               "--sweep.axes.eval.guidance_scale=(1.0,7.5); --config.KEY=VALUE applies to every "
+               "run's config. README 'Ablation sweeps' describes the sweep file.")
+    sweep.add_argument("--sweep", required=True,
+                       help="sweep file with get_sweep(), experiments/sweeps/NAME.py[:ARG]")
+    sweep.add_argument("--out", required=True, help="folder of the sweep: one folder per run, "
+                       "the results table and plots; re-running skips finished runs")
+    sweep.add_argument("--print-launch", action="store_true",
+                       help="print one launch command line per run (for TPU VMs); run nothing")
+    sweep.add_argument("--launch-prefix", default="", metavar="PREFIX",
+                       help="put each printed line behind this command, quoted as one word "
+                            "(a TPU VM ssh command: README 'Ablation sweeps')")
+    sweep.add_argument("--only", default=None, metavar="RUN",
+                       help="run just this run of the sweep (its folder name)")
+    sweep.set_defaults(func=_cmd_sweep)
+    parse_sweep_own_flags = sweep.parse_known_args
+
+    def parse_keeping_sweep_flags(arg_strings=None, namespace=None):
+        namespace, sweep_flags = parse_sweep_own_flags(arg_strings, namespace)
+        namespace.sweep_flags = sweep_flags  # --sweep.KEY=VALUE, checked by _cmd_sweep
+        return namespace, []
+    sweep.parse_known_args = parse_keeping_sweep_flags
+
     convert = sub.add_parser("convert", help="convert a transformers text-encoder folder to an "
                                              "Orbax checkpoint (+ encoder.json)")
     convert.add_argument("--encoder", required=True, choices=TEXT_ENCODERS.names(),
@@ -315,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--weights", default=None,
                          help="weights file to use instead of the folder's own")
     convert.set_defaults(func=_cmd_convert)
+
+    average = sub.add_parser("average", help="average the DiT of several training runs (their "
+                                              "EMA when kept) into a new workdir for eval and "
+                                              "sample")
+    average.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                         help="a training workdir (its newest DiT checkpoint) or WORKDIR@STEP; "
+                              "at least two, of the same model")
+    average.add_argument("--out", required=True, help="new workdir to write the average to "
+                         "(its config and TAE are the first run's)")
+    average.add_argument("--weights", default=None, metavar="W1,W2,...",
+                         help="one weight per CKPT, comma separated, normalised to sum to 1 "
+                              "(default: uniform)")
+    average.set_defaults(func=_cmd_average)
 
     config = sub.add_parser("config", help="inspect experiment configs")
     config_sub = config.add_subparsers(dest="config_command", required=True,
@@ -327,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-OVERRIDABLE = ("train", "plan", "data", "config")
+OVERRIDABLE = ("train", "plan", "data", "config", "sweep")
 
 
 def main(argv=None) -> None:
@@ -336,6 +399,8 @@ def main(argv=None) -> None:
     if overrides and args.command not in OVERRIDABLE:
         sys.exit(f"mgen {args.command}: --config.* overrides only apply to "
                  + ", ".join(f"`mgen {c}`" for c in OVERRIDABLE))
+    from mgen_jax.parallel.compilation_cache import enable_compilation_cache
+    enable_compilation_cache()  # restarts and repeated commands reuse their compiled programs
     try:
         args.func(args, overrides)
     except USER_ERRORS as err:

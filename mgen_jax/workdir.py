@@ -6,6 +6,8 @@
     <workdir>/latents/               TAE latents + text fields, precomputed once
     <workdir>/checkpoints/<phase>/   Orbax checkpoints of one phase (tae, dit)
     <workdir>/metrics.jsonl, tensorboard/, eval/, eval.json
+    <workdir>/samples/<phase>/<step>/ videos sampled while training (<phase>_train.sample_every)
+    <workdir>/profile/<phase>/       jax.profiler traces (<phase>_train.profile_steps)
     <workdir>/timings.json           wall seconds of each phase of the last run that did it
 
 A leaf: it imports nothing from the package, so every layer (training writes a workdir,
@@ -44,6 +46,14 @@ def latents_dir(workdir: str) -> str:
 
 def checkpoint_dir(workdir: str, phase: str) -> str:
     return os.path.join(workdir, "checkpoints", phase)
+
+
+def samples_dir(workdir: str, phase: str) -> str:
+    return os.path.join(workdir, "samples", phase)
+
+
+def profile_dir(workdir: str, phase: str) -> str:
+    return os.path.join(workdir, "profile", phase)
 
 
 def eval_dir(workdir: str) -> str:

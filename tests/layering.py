@@ -2,7 +2,7 @@
 including those inside functions: a lazy upward import is still an upward import).
 
     configs -> parallel -> models -> flow -> checkpointing -> training -> planning / benchmarks
-        -> inference / evaluation -> cli
+        -> inference / evaluation -> sweeps -> cli
 
 A module may import its own layer and the layers before it. data_pipelines sits beside training:
 it may import anything below training, and training may import it. mgen_jax/workdir.py is a leaf
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("mgen_jax", "data_pipelines")
 RANK = {"configs": 0, "parallel": 1, "models": 2, "flow": 3, "checkpointing": 4,
         "data_pipelines": 5, "training": 6, "planning": 7, "benchmarks": 7, "inference": 8,
-        "evaluation": 8, "cli": 9}
+        "evaluation": 8, "sweeps": 9, "cli": 10}
 LEAVES = ("mgen_jax.workdir", "mgen_jax")  # import nothing from the package; anyone may use them
 
 

@@ -10,16 +10,22 @@ from mgen_jax.configs.registry import RegistryError
 from mgen_jax.configs.validation import ConfigError, validate
 
 
-def _import_experiment(path: str):
+def import_python_file(path: str, *, kind: str, function: str, error=ConfigError):
+    """The module of a Python file named by path (experiments, sweep files), which must define
+    `function`; `error(...)` names the `kind` of file when it is missing or lacks it."""
     if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist")
-    name = "mgen_experiment_" + os.path.splitext(os.path.basename(path))[0]
+        raise error(f"{kind} file {path!r} does not exist")
+    name = f"mgen_{kind.replace(' ', '_')}_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path!r} defines no get_config(arg)")
+    if not hasattr(module, function):
+        raise error(f"{kind} file {path!r} defines no {function}()")
     return module
+
+
+def _import_experiment(path: str):
+    return import_python_file(path, kind="config", function="get_config")
 
 
 def _parse_value(text: str, current):

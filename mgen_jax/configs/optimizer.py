@@ -13,9 +13,9 @@ LR_SCHEDULES = Registry("learning-rate schedule", "mgen_jax.training", {
     "constant": Entry("mgen_jax.training.optimizer:warmup_constant",
                       "linear warm-up, then lr"),
     "plateau": Entry("mgen_jax.training.optimizer:warmup_constant",
-                     "linear warm-up, then lr x plateau_factor each time the training loss "
-                     "(the validation loss once the validation pass exists) has not improved "
-                     "for plateau_patience steps", {"on_plateau": True}),
+                     "linear warm-up, then lr x plateau_factor each time the loss "
+                     "(plateau_on: the training loss by windows, or the held-out validation "
+                     "loss) has not improved for plateau_patience steps", {"on_plateau": True}),
 })
 
 
@@ -29,6 +29,9 @@ def optimizer_config(lr: float = 1e-4, warmup_steps: int = 100) -> ml_collection
         # window) without a better window mean lr x plateau_factor, down to plateau_min_scale x
         # lr. 1/6: 6e-5 -> 1e-5, Movie Gen's drop at 768 px.
         plateau_factor=1 / 6, plateau_patience=1000, plateau_window=100, plateau_min_scale=0.0,
+        # Which loss: "train_loss" (windows of plateau_window steps) or "validation_loss" (the
+        # phase's held-out loss at each validation, <phase>_train.validate_every; the paper's).
+        plateau_on="train_loss",
         # The step's batch runs as this many equal micro-batches, gradients summed, one update.
         accumulation_steps=1,
         # EMA of the parameters, used for sampling and evaluation; 0 = off. Movie Gen's audio

@@ -163,8 +163,11 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _require(0 <= o.warmup_steps <= max(t.steps, 1), f"{phase}_optimizer.warmup_steps",
                  f"{o.warmup_steps} must be between 0 and {phase}_train.steps = {t.steps}")
         _validate_optimizer(cfg, phase)
+        _validate_init_from(cfg, phase)
     _validate_text(cfg.text)
     _validate_data(cfg.data)
+    for phase in ("tae", "dit"):  # after the data: they read data.source
+        _validate_observability(cfg, phase)
     return cfg
 
 
@@ -177,12 +180,19 @@ def _validate_optimizer(cfg, phase: str) -> None:
         _require(0.0 < o.plateau_factor < 1.0, f"{key}.plateau_factor",
                  f"{o.plateau_factor} must be in (0, 1)")
         _require(o.plateau_window >= 1, f"{key}.plateau_window", f"{o.plateau_window} must be >= 1")
-        _require(o.plateau_patience >= o.plateau_window
-                 and o.plateau_patience % o.plateau_window == 0, f"{key}.plateau_patience",
+        _require(o.plateau_on == "validation_loss" or (o.plateau_patience >= o.plateau_window
+                 and o.plateau_patience % o.plateau_window == 0), f"{key}.plateau_patience",
                  f"{o.plateau_patience} must be a positive multiple of {key}.plateau_window = "
                  f"{o.plateau_window} (the loss is compared window by window)")
         _require(0.0 <= o.plateau_min_scale <= 1.0, f"{key}.plateau_min_scale",
                  f"{o.plateau_min_scale} must be in [0, 1]")
+        _require(o.plateau_on in ("train_loss", "validation_loss"), f"{key}.plateau_on",
+                 f"{o.plateau_on!r} unknown (train_loss|validation_loss)")
+        every = cfg[f"{phase}_train"].validate_every
+        if o.plateau_on == "validation_loss":
+            _require(every > 0 and o.plateau_patience % every == 0, f"{key}.plateau_on",
+                     f"validation_loss needs {phase}_train.validate_every > 0 dividing "
+                     f"plateau_patience = {o.plateau_patience} (got validate_every={every})")
     k = o.accumulation_steps
     _require(k >= 1 and batch_size % k == 0, f"{key}.accumulation_steps",
              f"{k} must be >= 1 and divide {phase}_train.batch_size = {batch_size}")
@@ -197,6 +207,31 @@ def _validate_optimizer(cfg, phase: str) -> None:
         _require(not LR_SCHEDULES.entry(o.schedule).meta.get("on_plateau"), f"{key}.schedule",
                  "plateau needs the step's loss, which the TAE's GAN step (tae.disc_weight > 0) "
                  "does not hand to the optimizer")
+
+
+def _validate_observability(cfg, phase: str) -> None:
+    """Validation, sample, profile and MFU keys of `<phase>_train` (configs/training.py)."""
+    t, key = cfg[f"{phase}_train"], f"{phase}_train"
+    _require(t.validate_every >= 0 and t.sample_every >= 0, key,
+             "validate_every and sample_every must be >= 0 (0: off)")
+    if t.validate_every or t.sample_every:
+        _require(phase == "dit" and cfg.job == "text_to_video", key,
+                 "validate_every / sample_every: the text_to_video job's DiT phase only")
+    if t.validate_every:
+        _require(cfg.data.source != "records", f"{key}.validate_every",
+                 "the held-out set is the last records of a Shapes-style dataset; "
+                 "data.source=records has none yet: set it to 0")
+        _require(t.validation_clips >= t.batch_size, f"{key}.validation_clips",
+                 f"{t.validation_clips} must hold at least one batch of {key}.batch_size = "
+                 f"{t.batch_size}")
+        _require(len(t.validation_t) >= 1 and all(0.0 <= v <= 1.0 for v in t.validation_t),
+                 f"{key}.validation_t", f"{tuple(t.validation_t)} must be values of t in [0, 1]")
+    _require(t.validation_clips >= 0, f"{key}.validation_clips", "must be >= 0")
+    _require(t.sample_count >= 1, f"{key}.sample_count", "must be >= 1")
+    steps = tuple(t.profile_steps)
+    _require(not steps or (len(steps) == 2 and 1 <= steps[0] <= steps[1]), f"{key}.profile_steps",
+             f"{steps} must be () or (first, last) with 1 <= first <= last")
+    _require(t.peak_flops_per_device >= 0, f"{key}.peak_flops_per_device", "must be >= 0")
 
 
 def _validate_data(data) -> None:
@@ -230,3 +265,18 @@ def _validate_text(text) -> None:
         if spec.kind == "clip":
             _require(spec.max_length <= spec.model.max_positions, f"{key}.max_length",
                      f"{spec.max_length} exceeds the CLIP tower's {spec.model.max_positions} positions")
+
+
+def _validate_init_from(cfg, phase: str) -> None:
+    """Stage-chaining keys of `<phase>_train` (configs/training.py). Whether init_from exists is
+    checked when the phase starts (training/init_from.py): a stage's config names its
+    predecessor's workdir before that has trained, and `mgen plan` reads it without one."""
+    t, key = cfg[f"{phase}_train"], f"{phase}_train"
+    _require(not t.init_optimizer_state or bool(t.init_from), f"{key}.init_optimizer_state",
+             f"needs {key}.init_from (the checkpoint whose optimizer state to carry over)")
+    for axis in "thw":
+        factor = t.init_position_stretch[axis]
+        _require(factor >= 0, f"{key}.init_position_stretch.{axis}",
+                 f"{factor} must be >= 0 (0: derived, 1: extend, 3: stretch x3)")
+        _require(phase == "dit" or factor == 0, f"{key}.init_position_stretch.{axis}",
+                 "the TAE has no position tables (dit_train only)")

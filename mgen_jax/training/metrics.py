@@ -47,6 +47,16 @@ class MetricsWriter:
         for k, v in metrics.items():
             self.tb.add_scalar(f"{self.phase}/{k}", float(v), step)
 
+    def image(self, tag: str, image, step: int, caption: str = "") -> None:
+        """An HWC uint8 image to TensorBoard under <phase>/<tag> (the caption as a text entry)."""
+        if not self.active:
+            return
+        self.tb.add_image(f"{self.phase}/{tag}", image, step, dataformats="HWC")
+        if caption:
+            self.tb.add_text(f"{self.phase}/{tag}", caption, step)
+
     def close(self) -> None:
-        if self.active:
+        """Flush and close the event file (again: nothing)."""
+        if self.active and self.tb is not None:
             self.tb.close()
+            self.tb = None

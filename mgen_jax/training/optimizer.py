@@ -1,6 +1,6 @@
 """The optimizer of one phase, from its sub-config (configs/optimizer.py) and number of steps:
 global-norm clipping, AdamW on a learning-rate schedule (LR_SCHEDULES; "plateau" adds optax's
-reduce_on_plateau, fed the step's loss), an optional EMA of the parameters, all inside the
+reduce_on_plateau, fed the step's loss or the held-out validation loss), an optional EMA of the parameters, all inside the
 non-finite guard (training/guards.py). Everything it keeps lives in the optimizer state, so it
 is sharded like the parameters (EMA, moments) and checkpointed with the TrainState."""
 from typing import Any, NamedTuple
@@ -33,6 +33,35 @@ def learning_rate_schedule(optimizer_cfg, total_steps: int) -> optax.Schedule:
 
 def on_plateau(optimizer_cfg) -> bool:
     return bool(LR_SCHEDULES.entry(optimizer_cfg.schedule).meta.get("on_plateau"))
+
+
+def scale_by_plateau_state() -> optax.GradientTransformation:
+    """reduce_on_plateau's state and scale, with the state left alone by the updates: it moves
+    only when the validation loss is recorded (`validation_plateau_update`), so the lr steps
+    down on the held-out loss (plateau_on=validation_loss), not on the noisy per-step loss."""
+    inner = optax.contrib.reduce_on_plateau()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u: u * state.scale.astype(u.dtype), updates), state
+
+    return optax.GradientTransformation(inner.init, update)
+
+
+def validation_plateau_update(optimizer_cfg, validate_every: int):
+    """record(opt_state, validation loss) -> opt_state with its plateau state advanced by one
+    validation; plateau_patience steps are plateau_patience / validate_every validations."""
+    o = optimizer_cfg
+    plateau = optax.contrib.reduce_on_plateau(
+        factor=o.plateau_factor, patience=max(o.plateau_patience // validate_every, 1),
+        accumulation_size=1, min_scale=o.plateau_min_scale)
+    is_state = lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState)  # noqa: E731
+
+    @jax.jit
+    def record(opt_state, value):
+        return jax.tree.map(lambda s: plateau.update({}, s, value=value)[1] if is_state(s) else s,
+                            opt_state, is_leaf=is_state)
+    return record
 
 
 class ParamsEmaState(NamedTuple):
@@ -91,7 +120,9 @@ def make_optimizer(optimizer_cfg, total_steps: int) -> TrainOptimizer:
     schedule = learning_rate_schedule(o, total_steps)
     parts = [optax.clip_by_global_norm(o.grad_clip),
              optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)]
-    if on_plateau(o):
+    if on_plateau(o) and o.plateau_on == "validation_loss":
+        parts.append(scale_by_plateau_state())
+    elif on_plateau(o):
         window = o.plateau_window
         parts.append(optax.contrib.reduce_on_plateau(
             factor=o.plateau_factor, patience=o.plateau_patience // window,

@@ -13,17 +13,21 @@ from data_pipelines.records_pipeline import make_records_iterator
 from data_pipelines.records_source import check_bucket_shapes, selected_buckets
 from data_pipelines.sources import prepare_data
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
+from mgen_jax.checkpointing.stage_init import find_source
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.parallel.distributed import barrier, is_coordinator
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
+from mgen_jax.training.init_from import initial_train_state
 from mgen_jax.training.loop import run_training
 from mgen_jax.training.metrics import MetricsWriter
 from mgen_jax.training.optimizer import make_optimizer
+from mgen_jax.training.profiling import StepProfiler
+from mgen_jax.training.throughput import Throughput, device_peak_flops
 from mgen_jax.training.sharded_training import (abstract_train_state, batch_shardings,
-                                                init_train_state, jit_train_step,
-                                                to_device_batch, train_state_shardings)
-from mgen_jax.workdir import checkpoint_dir, claim_workdir, data_dir
+                                                jit_train_step, to_device_batch,
+                                                train_state_shardings)
+from mgen_jax.workdir import checkpoint_dir, claim_workdir, data_dir, profile_dir
 
 # Each phase draws its init and step keys from its own stream of the experiment seed.
 PHASE_SEEDS = {"tae": 1, "dit": 2}
@@ -45,15 +49,22 @@ class JobContext:
         """stream 0: parameter init; 1: the per-step keys."""
         return jax.random.fold_in(jax.random.fold_in(self.key, PHASE_SEEDS[phase]), stream)
 
-    def iterator(self, directory: str, batch_size: int, seed: int, decode=None):
+    def iterator(self, directory: str, batch_size: int, seed: int, decode=None,
+                 holdout: int = 0):
         """This process's share of a global batch from a dataset directory (resumable). A built
         dataset (data.source=records, or latents of one) yields batches of one bucket each,
-        buckets mixed by data.mixture, batch_size clips each or data.token_budget tokens."""
+        buckets mixed by data.mixture, batch_size clips each or data.token_budget tokens.
+        holdout: records at the dataset's end kept out of training (the validation set)."""
         local = batch_size // jax.process_count()
         kwargs = {} if decode is None else {"decode": decode}
         where = dict(process_index=jax.process_index(), process_count=jax.process_count())
         if self.cfg.data.source != "records":
-            return make_train_iterator(directory, batch_size=local, seed=seed, **where, **kwargs)
+            return make_train_iterator(directory, batch_size=local, seed=seed, holdout=holdout,
+                                       **where, **kwargs)
+        if holdout:
+            raise ValueError("a held-out validation set (dit_train.validation_clips) is taken "
+                             "from Shapes-style datasets only; for data.source=records set "
+                             "dit_train.validate_every=0")
         data = self.cfg.data
         manifest = load_manifest(directory)
         buckets = selected_buckets(data, manifest)
@@ -85,6 +96,9 @@ def prepare_workdir(cfg, workdir: str, show_progress: bool = True) -> JobContext
         manifest = prepare_data(cfg.data, ctx.data_dir)
     if cfg.data.source == "records":  # shapes the TAE and DiT cannot take fail before training
         check_bucket_shapes(cfg, manifest)
+    for phase in PHASE_SEEDS:  # a wrong init_from fails now, not after the phases before it
+        if cfg[f"{phase}_train"].init_from:
+            find_source(cfg[f"{phase}_train"].init_from, phase, key=f"{phase}_train.init_from")
     return ctx
 
 
@@ -98,13 +112,17 @@ def dit_tokens(cfg, bucket: dict) -> int:
 
 def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
                 make_step: Callable, iterator, example_batch, frozen=None, frozen_shardings=None,
-                meta: dict | None = None, compile_steps: Callable | None = None):
+                meta: dict | None = None, compile_steps: Callable | None = None,
+                counts: dict | None = None, make_hooks: Callable | None = None):
     """Restore-or-init, then train `model` to train_cfg.steps; returns (TrainState, frozen).
 
     make_step(optimizer) -> step_fn(state, [frozen,] batch, key) -> (state, metrics).
     frozen: a pytree passed to every step and saved with the checkpoint (frozen encoders).
     compile_steps(step_fn, jit) -> callable step, for phases that alternate several compiled
-    programs (the TAE's image and video steps); default: jit(step_fn)."""
+    programs (the TAE's image and video steps); default: jit(step_fn).
+    counts: {"samples"|"tokens"|"flops": fn(this process's host batch) -> its count} for the
+    logged throughput (training/throughput.py; samples default to the batch's rows);
+    make_hooks(batch_shardings, frozen) -> loop hooks (validation, samples; training/loop.py)."""
     optimizer = make_optimizer(optimizer_cfg, train_cfg.steps)
     state_sh = train_state_shardings(model, optimizer, ctx.mesh, ctx.rules)
     ckpt = PhaseCheckpointer(checkpoint_dir(ctx.workdir, phase), keep=train_cfg.keep_checkpoints,
@@ -124,7 +142,13 @@ def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
         frozen = restored_frozen if frozen is not None else None
         print(f"[{phase}] resumed from step {latest}")
     else:
-        state = init_train_state(model, optimizer, ctx.phase_key(phase, 0), state_sh)
+        # Fresh, or from another run's checkpoint (<phase>_train.init_from: stage chaining).
+        state = initial_train_state(ctx, phase, model, optimizer, train_cfg, state_sh)
+        if train_cfg.steps == 0 and train_cfg.init_from:
+            # A stage that reuses its predecessor's model as is (e.g. the same TAE): saved as
+            # step 0, so the workdir is whole for `mgen sample` / `mgen eval` and the next stage.
+            ckpt.save(0, state, frozen=frozen, iterator=iterator, meta=meta)
+            ckpt.wait()
     if int(jax.device_get(state.step)) >= train_cfg.steps:
         return state, frozen
     batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
@@ -137,11 +161,30 @@ def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
     step_fn = make_step(optimizer)
     jitted = jit(step_fn) if compile_steps is None else compile_steps(step_fn, jit)
     writer = MetricsWriter(ctx.workdir, phase)
-    state = run_training(
-        phase=phase, step_fn=jitted, state=state, num_steps=train_cfg.steps, iterator=iterator,
-        to_device=lambda b: to_device_batch(b, batch_sh), key=ctx.phase_key(phase, 1),
-        checkpointer=ckpt, writer=writer, log_every=train_cfg.log_every,
-        checkpoint_every=train_cfg.checkpoint_every, extra_args=extra, frozen=frozen, meta=meta,
-        show_progress=ctx.show_progress, preemption_grace_s=train_cfg.preemption_grace_s)
-    writer.close()
+    hooks = tuple(make_hooks(batch_sh, frozen)) if make_hooks is not None else ()
+    try:
+        state = run_training(
+            phase=phase, step_fn=jitted, state=state, num_steps=train_cfg.steps,
+            iterator=iterator, to_device=lambda b: to_device_batch(b, batch_sh),
+            key=ctx.phase_key(phase, 1), checkpointer=ckpt, writer=writer,
+            log_every=train_cfg.log_every, checkpoint_every=train_cfg.checkpoint_every,
+            extra_args=extra, frozen=frozen, meta=meta, show_progress=ctx.show_progress,
+            preemption_grace_s=train_cfg.preemption_grace_s,
+            throughput=phase_throughput(train_cfg, counts),
+            profiler=StepProfiler(train_cfg.profile_steps, profile_dir(ctx.workdir, phase)),
+            hooks=hooks)
+    finally:  # a preemption or error too: the hooks' event files are flushed
+        writer.close()
+        for hook in hooks:
+            hook.close()
     return state, frozen
+
+
+def phase_throughput(train_cfg, counts: dict | None) -> Throughput:
+    """Global samples (and tokens, FLOPs when the phase counts them) per step: this process's
+    count x the process count (every process holds an equal share of the global batch)."""
+    n = jax.process_count()
+    counts = dict(counts or {})
+    counts.setdefault("samples", lambda b: len(next(iter(b.values()))))
+    scaled = {k: (lambda fn: lambda b: fn(b) * n)(fn) for k, fn in counts.items()}
+    return Throughput(**scaled, peak_flops=device_peak_flops(train_cfg.peak_flops_per_device))

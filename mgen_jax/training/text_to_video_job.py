@@ -25,4 +25,4 @@ def run_text_to_video(cfg: ml_collections.ConfigDict, workdir: str, *,
         tae_params = autoencoder_params(cfg, tae_state.params)
         latents = encode_latents(ctx, tae_params, int(jax.device_get(tae_state.step)))
     with phase_timer(workdir, "dit"):
-        train_dit(ctx, latents)
+        train_dit(ctx, latents, tae_params=tae_params)

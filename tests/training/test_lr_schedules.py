@@ -12,7 +12,8 @@ from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.configs.loading import load_config
 from mgen_jax.configs.optimizer import optimizer_config
 from mgen_jax.configs.validation import ConfigError
-from mgen_jax.training.optimizer import learning_rate_schedule, make_optimizer
+from mgen_jax.training.optimizer import (learning_rate_schedule, make_optimizer,
+                                         validation_plateau_update)
 from mgen_jax.training.train_state import TrainState, apply_update
 
 LR = 0.1
@@ -90,7 +91,26 @@ def test_plateau_state_survives_a_checkpoint_round_trip(tmp_path):
     assert resumed == pytest.approx(straight[7:])
 
 
+def test_plateau_on_validation_moves_only_with_the_recorded_validation_loss():
+    """plateau_on=validation_loss: the steps' losses do not touch the lr; validations every 5
+    steps with patience 10 steps = 2 validations without a better loss halve it."""
+    cfg = _cfg(schedule="plateau", warmup_steps=0, plateau_factor=0.5, plateau_patience=10,
+               plateau_on="validation_loss")
+    optimizer = make_optimizer(cfg, 100)
+    record = validation_plateau_update(cfg, validate_every=5)
+    state, lrs = _run(optimizer, [1.0] * 6)  # flat training loss: ignored
+    assert lrs == pytest.approx([0.0] + [LR] * 5)
+    seen = []
+    for value in (1.0, 0.9, 0.95, 0.92, 0.91, 0.93):  # best 0.9, then 4 validations not better
+        state = state.replace(opt_state=record(state.opt_state, jnp.float32(value)))
+        seen.append(float(optimizer.learning_rate(state.opt_state)))
+    assert seen == pytest.approx([LR, LR, LR, LR / 2, LR / 2, LR / 4])
+    state, lrs = _run(optimizer, [1.0] * 2, state)  # the updates use the lowered lr
+    assert lrs == pytest.approx([LR / 4] * 2)
+
+
 @pytest.mark.parametrize("override, key", [
+    ("dit_optimizer.plateau_on=validation_loss", "dit_optimizer.plateau_on"),
     ("dit_optimizer.schedule=linear", "dit_optimizer.schedule"),
     ("dit_optimizer.plateau_patience=150", "dit_optimizer.plateau_patience"),
     ("dit_optimizer.accumulation_steps=3", "dit_optimizer.accumulation_steps"),

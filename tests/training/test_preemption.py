@@ -1,7 +1,8 @@
 """Preemption and kills: a SIGTERM ends a phase with a checkpoint of the step in progress and exit
 status 0, and a rerun of the same command continues exactly; SIGKILLs at random steps lose only
 the steps after the last checkpoint. In process (tiny loop, default run) and through `mgen train`
-(slow)."""
+(slow). The DiT phase's observability (validation, samples, trace, throughput) runs on the
+same reference (slow)."""
 import json
 import os
 import random
@@ -282,3 +283,40 @@ def test_sigkill_at_three_random_steps_resumes_exactly(reference, tmp_path):
     assert sorted(losses) == sorted(ref_losses), f"killed after steps {killed}"
     np.testing.assert_allclose([losses[s] for s in sorted(losses)],
                                [ref_losses[s] for s in sorted(ref_losses)], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_validation_samples_profile_and_throughput_are_logged(reference, tmp_path):
+    """The DiT phase's observability on the reference's data, TAE and latents: held-out loss at
+    fixed t at its interval, a sample video, a trace of the step range, tokens/s (no MFU on a
+    CPU unless its peak is given)."""
+    import av
+    ref_dir, _ = reference
+    workdir = str(tmp_path / "wd")
+    _from_reference(ref_dir, workdir)
+    cmd = _train_cmd(workdir, checkpoint_every=1000) + [
+        "--config.dit_train.steps=6", "--config.dit_train.validate_every=3",
+        "--config.dit_train.validation_clips=8", "--config.dit_train.sample_every=6",
+        "--config.dit_train.sample_count=1", "--config.dit_train.profile_steps=(2,3)",
+        "--config.dit_train.peak_flops_per_device=1e12", "--config.eval.sample_steps=2"]
+    _finish(cmd, str(tmp_path / "run.log"))
+    records = _records(workdir)
+    val = [r for r in records if r["phase"] == "dit_val"]
+    assert [r["step"] for r in val] == [3, 6]
+    for r in val:
+        per_t = [r[f"loss_t={t:g}"] for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
+        assert np.all(np.isfinite(per_t)) and r["loss"] == pytest.approx(np.mean(per_t))
+    assert val[0]["loss"] != val[1]["loss"], "the validation loss did not follow the parameters"
+    dit = [r for r in records if r["phase"] == "dit"]
+    for r in dit:
+        assert r["tokens_per_sec"] > 0 and 0 < r["mfu"] < 1
+        # clips of 2x4x4 latent tokens (1x1x1 patches)
+        assert r["tokens_per_sec"] == pytest.approx(32 * r["samples_per_sec"])
+    video = os.path.join(workdir, "samples", "dit", "0000006", "00.mp4")
+    with av.open(video) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == 16
+    assert os.listdir(os.path.join(workdir, "tensorboard", "dit_samples"))
+    traces = [f for _, _, files in os.walk(os.path.join(workdir, "profile", "dit"))
+              for f in files if f.endswith(".xplane.pb")]
+    assert traces, "no profiler trace written"

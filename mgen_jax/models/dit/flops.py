@@ -33,14 +33,15 @@ def token_grid(cfg) -> tuple[int, int, int]:
             cfg.data.width // s // pw)
 
 
-def dit_train_flops(cfg, batch_size: int | None = None) -> dict:
-    """Model FLOPs of one train step of the DiT on cfg's data shape, by component.
+def dit_train_flops(cfg, batch_size: int | None = None, grid: tuple | None = None) -> dict:
+    """Model FLOPs of one train step of the DiT on cfg's data shape (or a (t, h, w) token grid:
+    one bucket's), by component.
 
     Returns {"parts": {name: flops}, "total": flops, "tokens_per_sample", "text_tokens",
     "batch_size", "remat_recompute": {...}} (FLOPs for the whole global batch)."""
     d = cfg.dit
     b = cfg.dit_train.batch_size if batch_size is None else batch_size
-    gt, gh, gw = token_grid(cfg)
+    gt, gh, gw = token_grid(cfg) if grid is None else grid
     n = gt * gh * gw
     shapes = text_shapes(cfg.text)  # {encoder: (tokens, dim)}, concatenated for cross-attention
     length = sum(n for n, _ in shapes.values())
