@@ -9,6 +9,8 @@
     <workdir>/samples/<phase>/<step>/ videos sampled while training (<phase>_train.sample_every)
     <workdir>/profile/<phase>/       jax.profiler traces (<phase>_train.profile_steps)
     <workdir>/timings.json           wall seconds of each phase of the last run that did it
+    <workdir>/model.json             what the trained models are: DiT size, parameters, analytic
+                                     train FLOPs per token (read by `mgen sweep` tables)
 
 A leaf: it imports nothing from the package, so every layer (training writes a workdir,
 inference and evaluation read one, the CLI checks one) may use it.
@@ -138,3 +140,23 @@ def phase_timer(workdir: str, phase: str):
         json.dump(timings, f, indent=2)
     os.replace(tmp, timings_path(workdir))
     print(f"[{phase}] {seconds:.0f} s")
+
+
+MODEL_FILE = "model.json"
+
+
+def model_facts_path(workdir: str) -> str:
+    return os.path.join(workdir, MODEL_FILE)
+
+
+def write_model_facts(workdir: str, model: str, facts: dict) -> None:
+    """Record facts about one of the workdir's models ({"dit": {"params": ...}}), atomically."""
+    path = model_facts_path(workdir)
+    existing = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            existing = json.load(f)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({**existing, model: facts}, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

@@ -68,7 +68,8 @@ def test_validation_reads_its_choices_from_the_registry(key, value, registry):
 def test_dit_size_switch_reads_the_presets():
     cfg = load_config(QUICKSTART, ["dit.size=1b", "dit.scan_unroll=1"])
     assert (cfg.dit.width, cfg.dit.depth) == (1536, 24)
-    with pytest.raises(ConfigError, match="DiT size '2b' unknown; choose one of tiny, 1b, 5b, 30b"):
+    with pytest.raises(ConfigError, match="DiT size '2b' unknown; choose one of tiny, small, "
+                                          "base, 1b, 5b, 30b"):
         load_config(QUICKSTART, ["dit.size=2b"])
 
 

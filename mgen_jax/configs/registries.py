@@ -12,6 +12,12 @@ from mgen_jax.configs.registry import Entry, Registry
 DIT_PRESETS = Registry("DiT size", "", {
     "tiny": Entry(dict(width=128, depth=4, num_heads=4, mlp_dim=352, max_positions=(16, 32, 32)),
                   "tests and the quickstart"),
+    # CPU-sized steps of a model-size ablation on the quickstart (experiments/sweeps/dit_size.py):
+    # depths divisible by the quickstart's scan_unroll of 4.
+    "small": Entry(dict(width=192, depth=8, num_heads=6, mlp_dim=528, max_positions=(16, 32, 32)),
+                   "5.2 M with the quickstart's text (tiny: 1.3 M), for size sweeps on a CPU"),
+    "base": Entry(dict(width=256, depth=12, num_heads=8, mlp_dim=704, max_positions=(16, 32, 32)),
+                  "13.5 M with the quickstart's text, for size sweeps on a CPU"),
     # The scaling-study sizes below 30B are not published; 1b and 5b follow the ladder of the
     # public mindone reproduction (moviegen_spec.md section 2.4). Tables as in the 768 px stage.
     "1b": Entry(dict(width=1536, depth=24, num_heads=16, mlp_dim=4096, max_positions=(32, 96, 96)),

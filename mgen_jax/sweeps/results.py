@@ -5,7 +5,8 @@ import io
 import os
 
 from mgen_jax.sweeps.launch import base_workdir, run_dir
-from mgen_jax.sweeps.run_metrics import metric_value, read_eval, read_metrics_lines
+from mgen_jax.sweeps.run_metrics import (metric_value, read_eval, read_metrics_lines,
+                                         read_model_facts)
 from mgen_jax.sweeps.runs import axis_order
 
 CSV_FILE, MARKDOWN_FILE = "results.csv", "results.md"
@@ -23,10 +24,11 @@ def result_rows(sweep, runs, out: str, statuses: dict | None = None) -> list[dic
     rows = []
     for run in runs:
         report = read_eval(run_dir(out, run.name))
-        lines = read_metrics_lines(training_workdir(sweep, out, run.name))
+        workdir = training_workdir(sweep, out, run.name)
+        lines, model = read_metrics_lines(workdir), read_model_facts(workdir)
         status = statuses.get(run.name, "done" if report is not None else "not run")
         rows.append({"run": run.name, **dict(run.values),
-                     **{m: metric_value(m, report, lines) for m in sweep.metrics},
+                     **{m: metric_value(m, report, lines, model) for m in sweep.metrics},
                      "status": status})
     return rows
 

@@ -1,11 +1,11 @@
-"""What a run measured: keys of its eval.json, the last logged values of its metrics.jsonl, and
-its loss curve. Anything absent reads as None (a run not finished yet, a key another job does not
+"""What a run measured: keys of its eval.json, the last logged values of its metrics.jsonl, what
+its model is (model.json: parameters, FLOPs per token), and its loss curve. Anything absent reads as None (a run not finished yet, a key another job does not
 log): the results table shows an empty cell instead of failing."""
 import json
 import os
 
-from mgen_jax.sweeps.spec import EVAL_SOURCE
-from mgen_jax.workdir import eval_report_path
+from mgen_jax.sweeps.spec import EVAL_SOURCE, MODEL_SOURCE
+from mgen_jax.workdir import eval_report_path, model_facts_path
 
 METRICS_FILE = "metrics.jsonl"
 VALIDATION_PHASE = "dit_val"  # {"phase": "dit_val", "step": N, "loss": mean over held-out, ...}
@@ -14,6 +14,14 @@ TRAINING_PHASE = "dit"        # the fallback curve when a run logged no validati
 
 def read_eval(folder: str) -> dict | None:
     path = eval_report_path(folder)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_model_facts(workdir: str) -> dict | None:
+    path = model_facts_path(workdir)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -45,12 +53,14 @@ def _dig(report, dotted: str):
     return report
 
 
-def metric_value(metric: str, report: dict | None, lines: list[dict]):
-    """`eval/a.b` -> report["a"]["b"]; `<phase>/<key>` -> the last value of key logged in that
-    phase (highest step); None where there is none."""
+def metric_value(metric: str, report: dict | None, lines: list[dict], model: dict | None = None):
+    """`eval/a.b` -> report["a"]["b"]; `model/a.b` -> model["a"]["b"]; `<phase>/<key>` -> the
+    last value of key logged in that phase (highest step); None where there is none."""
     source, _, key = metric.partition("/")
     if source == EVAL_SOURCE:
         return _dig(report, key)
+    if source == MODEL_SOURCE:
+        return _dig(model, key)
     logged = [r for r in lines if r.get("phase") == source and key in r]
     return max(logged, key=lambda r: r.get("step", 0))[key] if logged else None
 

@@ -9,7 +9,8 @@
     axes          nested like the config, each leaf a tuple of values:
                   dict(eval=dict(guidance_scale=(1.0, 5.0)))  ->  eval.guidance_scale
     combine       product (every combination) | zip (the i-th value of every axis together)
-    metrics       columns of the results table: `eval/<dotted key of eval.json>`, or
+    metrics       columns of the results table: `eval/<dotted key of eval.json>`,
+                  `model/<dotted key of model.json>` (dit.params, dit.train_flops_per_token), or
                   `<phase>/<key>` for the last value of key in that phase's metrics.jsonl lines
     x_axis        the axis the metric plots use as their x (default: the only axis)
     base_workdir  mode=sample: an already trained workdir to reuse instead of training one
@@ -33,6 +34,7 @@ SAMPLING_PREFIXES = ("eval.",)
 SAMPLING_KEYS = ("flow.sample_steps", "flow.sampler", "flow.schedule", "flow.lq_reference_steps",
                  "flow.guidance_scale")
 EVAL_SOURCE = "eval"  # metrics `eval/<key>` read eval.json; any other source is a metrics phase
+MODEL_SOURCE = "model"  # metrics `model/<key>` read model.json (e.g. model/dit.params)
 
 
 class SweepError(ValueError):

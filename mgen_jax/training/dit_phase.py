@@ -25,7 +25,8 @@ from mgen_jax.training.phase_runner import JobContext, train_phase
 from mgen_jax.training.sample_logging import SampleHook
 from mgen_jax.training.sharded_training import to_device_batch
 from mgen_jax.training.validation import ValidationHook, make_dit_validation_loss
-from mgen_jax.workdir import latents_dir, samples_dir, text_cache_dir
+from mgen_jax.parallel.distributed import is_coordinator
+from mgen_jax.workdir import latents_dir, samples_dir, text_cache_dir, write_model_facts
 
 
 def text_encoders_and_params(cfg, mesh):
@@ -45,6 +46,15 @@ def dit_counts(cfg) -> dict:
 
     return {"tokens": lambda b: len(b["latent_mean"]) * int(np.prod(grid(b))),
             "flops": lambda b: dit_train_flops(cfg, len(b["latent_mean"]), grid(b))["total"]}
+
+
+def dit_facts(cfg, params: int) -> dict:
+    """Size, parameters and analytic train FLOPs per video token (text, conditioning and
+    attention included; on the experiment's data shape) for model.json and sweep tables."""
+    flops = dit_train_flops(cfg, batch_size=1)
+    return {"size": cfg.dit.size, "width": cfg.dit.width, "depth": cfg.dit.depth,
+            "params": int(params), "tokens_per_sample": flops["tokens_per_sample"],
+            "train_flops_per_token": flops["total"] / flops["tokens_per_sample"]}
 
 
 def sample_prompts(cfg, directory: str, count: int) -> list[str]:
@@ -108,6 +118,8 @@ def train_dit(ctx: JobContext, latents_manifest: dict, tae_params=None):
     tae_params: the trained TAE's, for the samples logged while training (sample_every)."""
     cfg = ctx.cfg
     dit = build_dit(cfg)
+    if is_coordinator():
+        write_model_facts(ctx.workdir, "dit", dit_facts(cfg, dit.num_params()))
     b = cfg.dit_train.batch_size
     it = ctx.iterator(latents_dir(ctx.workdir), b, cfg.data.seed + 2,
                       decode=decode_latent_record, holdout=cfg.dit_train.validation_clips)

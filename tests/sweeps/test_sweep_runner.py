@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mgen_jax.configs.loading import load_config
-from mgen_jax.sweeps.run_metrics import loss_curve
+from mgen_jax.sweeps.run_metrics import loss_curve, metric_value
 from mgen_jax.sweeps.runner import run_sweep
 from mgen_jax.sweeps.sample_run import prepare_sample_run
 from mgen_jax.sweeps.spec import SweepError, load_sweep
@@ -214,6 +214,15 @@ def test_a_sample_run_refuses_a_base_trained_with_another_model(tmp_path):
         prepare_sample_run(str(base), str(tmp_path / "run"), other)
     with pytest.raises(SweepError, match="has no checkpoints: train it first"):
         prepare_sample_run(str(tmp_path / "nothing"), str(tmp_path / "run"), other)
+
+
+def test_model_facts_and_logged_values_are_metrics():
+    model = {"dit": {"params": 1234, "train_flops_per_token": 5.5e6}}
+    lines = [{"phase": "dit", "step": 2, "loss": 0.5}, {"phase": "dit", "step": 4, "loss": 0.25}]
+    assert metric_value("model/dit.params", None, lines, model) == 1234
+    assert metric_value("model/dit.train_flops_per_token", None, lines, model) == 5.5e6
+    assert metric_value("dit/loss", None, lines, model) == 0.25
+    assert metric_value("model/dit.params", None, lines, None) is None  # not trained yet
 
 
 def test_loss_curve_prefers_validation_and_falls_back_to_training():

@@ -142,3 +142,8 @@ def test_shipped_sweeps_load_on_the_real_quickstart(monkeypatch):
     names = list(check_run_configs(width, expand_runs(width)))
     assert width.mode == "train" and names == ["width-64_mlp_dim-176", "width-128_mlp_dim-352",
                                                "width-192_mlp_dim-528"]
+    size = load_sweep("experiments/sweeps/dit_size.py")
+    configs = check_run_configs(size, expand_runs(size))
+    assert list(configs) == ["size-tiny", "size-small", "size-base"]
+    shapes = [(c["dit"]["width"], c["dit"]["depth"]) for c in configs.values()]
+    assert shapes == [(128, 4), (192, 8), (256, 12)]

@@ -320,3 +320,9 @@ def test_validation_samples_profile_and_throughput_are_logged(reference, tmp_pat
     traces = [f for _, _, files in os.walk(os.path.join(workdir, "profile", "dit"))
               for f in files if f.endswith(".xplane.pb")]
     assert traces, "no profiler trace written"
+    with open(os.path.join(workdir, "model.json")) as f:
+        model = json.load(f)["dit"]
+    assert model["size"] == "tiny" and model["params"] > 0 and model["tokens_per_sample"] == 32
+    for r in dit:  # the MFU is the analytic FLOPs of the tokens trained, over the peak
+        assert r["mfu"] * 1e12 == pytest.approx(model["train_flops_per_token"]
+                                                * r["tokens_per_sec"], rel=1e-6)
