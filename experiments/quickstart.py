@@ -35,9 +35,9 @@ def get_config(arg=None):
     # divide dit.depth: override both together (e.g. dit.depth=6 dit.scan_unroll=6 or =1).
     cfg.dit.scan_unroll = 4
     # 2000 steps: 13.3 min on a fast 2-core CPU, 21 min on a slow one. Held-out accuracy with the
-    # calibrated shape classifier (2026-12-01): colour 1.000, shape 0.292, direction 1.000; the
-    # TAE's own reconstructions of those clips score shape 0.354 (24.2 dB), so shape is bounded
-    # by the TAE's 4x4 latent grid, not the DiT.
+    # calibrated shape classifier (2026-12-01, before the validation split below): colour 1.000,
+    # shape 0.292, direction 1.000; the TAE's own reconstructions of those clips score shape
+    # 0.354 (24.2 dB), so shape is bounded by the TAE's 4x4 latent grid, not the DiT.
     cfg.dit_train.update(steps=2000, batch_size=32, log_every=50, checkpoint_every=1000)
     # Held-out validation loss at fixed t every 250 steps on the last 64 clips (never trained
     # on): the curve sweeps compare (experiments/sweeps/).

@@ -1,8 +1,9 @@
 """The quickstart job end to end through the `mgen` command, at smoke size: train (TAE, latents,
-DiT), evaluate held-out prompts, sample a prompt to a playable mp4, and resume exactly after a
-kill -9."""
+DiT), evaluate held-out prompts, sample a prompt to a playable mp4, resume exactly after a
+kill -9, and average two checkpoints of the run with `mgen average`."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import jax
 import numpy as np
 import pytest
 
+from jax.sharding import SingleDeviceSharding
+
+from mgen_jax.checkpointing.averaging import key_names, restore_leaves, saved_tree
 from mgen_jax.inference.video_io import read_mp4
 
 SMOKE = "experiments/quickstart.py:smoke"
@@ -111,3 +115,40 @@ def test_kill_9_then_rerun_resumes_exactly(trained, tmp_path):
         steps = [r["step"] for r in records if r["phase"] == phase]
         assert steps == sorted(set(steps)) and steps[-1] == 4
 
+
+def _dit_params(workdir, step) -> dict:
+    """{key names: array} of a DiT checkpoint's params, restored onto one device."""
+    directory, device = f"{workdir}/checkpoints/dit", SingleDeviceSharding(jax.devices()[0])
+    flat, _ = jax.tree_util.tree_flatten_with_path(saved_tree(directory, step))
+    return restore_leaves(directory, step, {
+        key_names(p): jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device)
+        for p, m in flat if key_names(p)[0] == "params"})
+
+
+def test_average_of_two_runs_is_evaluated(trained, tmp_path):
+    """`mgen average`: the trained run at DiT step 2 with a copy of it at step 4 (weights 1:3)
+    gives a workdir whose DiT is the weighted mean, which `mgen eval` takes."""
+    first, second, out = trained, tmp_path / "run2", tmp_path / "averaged"
+    shutil.copytree(first, second)
+
+    proc = _mgen("average", f"--out={out}", f"{first}@2", str(second), "--weights=1,3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout)
+    assert [(s["step"], s["weight"], s["params"]) for s in record["sources"]] == [
+        (2, 0.25, "params"), (4, 0.75, "params")]
+    assert json.loads((out / "average.json").read_text())["weights"] == [0.25, 0.75]
+    a, b, mean = _dit_params(first, 2), _dit_params(second, 4), _dit_params(out, 2)
+    assert sorted(a) == sorted(b) == sorted(mean) and len(a) > 10
+    leaves = [(np.asarray(a[n]), np.asarray(b[n]), np.asarray(mean[n])) for n in sorted(a)]
+    assert any(not np.array_equal(x, y) for x, y, _ in leaves)  # two steps apart: different
+    for x, y, m in leaves:
+        np.testing.assert_allclose(m, 0.25 * x + 0.75 * y, rtol=1e-6, atol=1e-7)
+
+    proc = _mgen("eval", f"--workdir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["accuracy"]) == {"colour", "shape", "direction", "all"}
+    assert report["count"] == 12 and (out / "eval" / report["samples"][0]["file"]).exists()
+
+    proc = _mgen("average", f"--out={out}", f"{first}@2", str(second))  # other weights
+    assert proc.returncode != 0 and "holds a different average" in proc.stderr

@@ -41,6 +41,9 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         # Outlier penalty on the posterior mean: paper weight 1e5, r = 3.
         opl_weight=0.0,
         opl_r=3.0,
+        # The step the OPL switches on (0: from the start); Movie Gen adds it for the last ~10K
+        # of its TAE iterations. Logged as opl_weight.
+        opl_start=0,
         # LPIPS (VGG, v0.1) on every frame; needs the frozen weights: 'lpips.pth' (an
         # lpips.LPIPS state dict) or 'vgg16.pth,lin.pth' (torchvision VGG16 + lpips' vgg.pth).
         perceptual_weight=0.0,
@@ -51,6 +54,10 @@ def tae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         disc_start=0,
         disc_ndf=64,
         disc_layers=3,
+        # A diffusers AutoencoderKL folder whose weights start the spatial layers (Movie Gen
+        # initialises its TAE from an image autoencoder; training/tae_from_diffusers.py). The
+        # architecture keys above must match its config.json. "": a random init.
+        init_from_diffusers="",
         # Latents are normalised as (z - shift) * scale before the DiT sees them; both are
         # measured on the training data after the TAE is trained (0 / 1 until then).
         latent_shift=0.0,

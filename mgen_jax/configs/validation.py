@@ -78,6 +78,7 @@ def _validate_tae_losses(tae, data) -> None:
             _require(data[key] >= 16, f"data.{key}", f"{data[key]} < 16 pixels, too small for "
                      "LPIPS (tae.perceptual_weight > 0)")
     _require(tae.disc_start >= 0, "tae.disc_start", f"{tae.disc_start} must be >= 0")
+    _require(tae.opl_start >= 0, "tae.opl_start", f"{tae.opl_start} must be >= 0")
     _require(tae.disc_ndf >= 1, "tae.disc_ndf", f"{tae.disc_ndf} must be >= 1")
     _require(tae.disc_layers >= 1, "tae.disc_layers", f"{tae.disc_layers} must be >= 1")
     if tae.disc_weight > 0:

@@ -22,16 +22,32 @@ from mgen_jax.checkpointing.stage_init import (EMA_FIELD, NO_GROWTH, StageSource
                                                state_metadata, subtree)
 from mgen_jax.parallel.sharding import replicated
 from mgen_jax.training.sharded_training import init_train_state
+from mgen_jax.training.tae_from_diffusers import autoencoder_params_from_diffusers
 from mgen_jax.training.train_state import TrainState
 from mgen_jax.workdir import load_workdir_config
 
 
 def initial_train_state(ctx, phase: str, model, optimizer, train_cfg, shardings) -> TrainState:
     """The state a phase without checkpoints starts from (ctx: phase_runner.JobContext)."""
+    if not train_cfg.init_from and phase == "tae" and ctx.cfg.tae.init_from_diffusers:
+        return _tae_from_diffusers(ctx, model, optimizer, shardings)
     if not train_cfg.init_from:
         return init_train_state(model, optimizer, ctx.phase_key(phase, 0), shardings)
     state, line = train_state_from(ctx.cfg, phase, model, optimizer, shardings, ctx.mesh)
     print(f"[{phase}] {line}", flush=True)
+    return state
+
+
+def _tae_from_diffusers(ctx, model, optimizer, shardings) -> TrainState:
+    """Fresh TAE state (the discriminator's init) with the autoencoder's params replaced by the
+    diffusers image VAE's (training/tae_from_diffusers.py), placed on the state's shardings."""
+    fresh = init_train_state(model, optimizer, ctx.phase_key("tae", 0), shardings)
+    converted = autoencoder_params_from_diffusers(ctx.cfg)
+    params = (dict(fresh.params, autoencoder=converted) if ctx.cfg.tae.disc_weight > 0
+              else converted)
+    state = jax.jit(lambda p: TrainState.create(p, optimizer), out_shardings=shardings)(params)
+    print(f"[tae] initialised from the diffusers VAE {ctx.cfg.tae.init_from_diffusers} "
+          "(spatial layers; temporal layers as the identity)", flush=True)
     return state
 
 

@@ -53,7 +53,7 @@ def make_tae_gan_grad_fn(pair: PureModel, weights: TaeLossWeights, *, disc_weigh
         g_loss, g_adv = jax.value_and_grad(
             lambda r: generator_adversarial_loss(bind(ae_params, d_params).discriminator(r)))(recon)
         (reg, reg_metrics), (g_mean, g_logvar) = jax.value_and_grad(
-            lambda m, lv: latent_regularizers(m, lv, weights), argnums=(0, 1),
+            lambda m, lv: latent_regularizers(m, lv, weights, step), argnums=(0, 1),
             has_aux=True)(mean, logvar)
 
         last = last_decoder_layer(ae_params)
@@ -85,7 +85,7 @@ def make_tae_gan_train_step(pair: PureModel, optimizer: optax.GradientTransforma
                             kl_weight: float, mse_weight: float = 0.0, l1_weight: float = 1.0,
                             opl_weight: float = 0.0, opl_r: float = 3.0,
                             perceptual_weight: float = 0.0, lpips: PureModel | None = None,
-                            disc_weight: float, disc_start: int = 0):
+                            disc_weight: float, disc_start: int = 0, opl_start: int = 0):
     """step(state, batch, key), or step(state, lpips_params, batch, key) with perceptual_weight
     > 0; state.params is the pair's {'autoencoder', 'discriminator'}. Before disc_start the
     discriminator's gradient is exactly 0 (with Adam and no weight decay it does not move).
@@ -93,7 +93,8 @@ def make_tae_gan_train_step(pair: PureModel, optimizer: optax.GradientTransforma
     One optimizer over both networks, as asked of a single TrainState; global-norm clipping then
     sees both gradients together. To clip or schedule them apart (taming uses two optimizers),
     pass `split_optimizer(ae_opt, disc_opt)`."""
-    weights = TaeLossWeights(kl_weight, mse_weight, l1_weight, opl_weight, opl_r, perceptual_weight)
+    weights = TaeLossWeights(kl_weight, mse_weight, l1_weight, opl_weight, opl_r, perceptual_weight,
+                             opl_start)
     grad_fn = make_tae_gan_grad_fn(pair, weights, disc_weight=disc_weight, disc_start=disc_start,
                                    lpips=lpips)
 

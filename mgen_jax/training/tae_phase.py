@@ -29,7 +29,7 @@ def train_tae(ctx: JobContext):
                                 frozen_sh)
     terms = dict(kl_weight=t.kl_weight, mse_weight=t.mse_weight, l1_weight=t.l1_weight,
                  opl_weight=t.opl_weight, opl_r=t.opl_r, perceptual_weight=t.perceptual_weight,
-                 lpips=lpips)
+                 lpips=lpips, opl_start=t.opl_start)
 
     def make_step(optimizer):
         if t.disc_weight > 0:

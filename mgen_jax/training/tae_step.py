@@ -35,12 +35,22 @@ class TaeLossWeights:
     opl_weight: float = 0.0
     opl_r: float = 3.0
     perceptual_weight: float = 0.0
+    # The OPL counts from this step on (Movie Gen adds it for the last ~10K iterations); before,
+    # its weight is 0. 0: from the start.
+    opl_start: int = 0
 
     @classmethod
     def from_config(cls, tae_cfg) -> "TaeLossWeights":
         return cls(kl_weight=tae_cfg.kl_weight, mse_weight=tae_cfg.mse_weight,
                    l1_weight=tae_cfg.l1_weight, opl_weight=tae_cfg.opl_weight,
-                   opl_r=tae_cfg.opl_r, perceptual_weight=tae_cfg.perceptual_weight)
+                   opl_r=tae_cfg.opl_r, perceptual_weight=tae_cfg.perceptual_weight,
+                   opl_start=tae_cfg.opl_start)
+
+    def opl_weight_at(self, step):
+        """The OPL weight of update `step` (0-based: the state's step before the update)."""
+        if self.opl_start <= 0:
+            return jnp.float32(self.opl_weight)
+        return jnp.where(step >= self.opl_start, self.opl_weight, 0.0).astype(jnp.float32)
 
 
 def check_lpips(weights: TaeLossWeights, lpips: PureModel | None) -> None:
@@ -66,24 +76,30 @@ def reconstruction_loss(recon, video, weights: TaeLossWeights, lpips: PureModel 
     return loss, metrics
 
 
-def latent_regularizers(mean, logvar, weights: TaeLossWeights):
-    """KL to N(0, I) and the OPL. The OPL looks at the posterior mean: the latent the DiT is
-    trained on ("spots" are in it), without the sampling noise of z. Returns (loss, metrics)."""
+def latent_regularizers(mean, logvar, weights: TaeLossWeights, step=0):
+    """KL to N(0, I) and the OPL (its weight scheduled by step: TaeLossWeights.opl_start). The
+    OPL looks at the posterior mean: the latent the DiT is trained on ("spots" are in it),
+    without the sampling noise of z. Returns (loss, metrics)."""
     kl = kl_divergence(mean, logvar)
     opl = outlier_penalty_loss(mean, weights.opl_r)  # also logged when off: it flags spots
     loss = weights.kl_weight * kl
+    metrics = {"kl": kl, "opl": opl}
     if weights.opl_weight > 0:
-        loss = loss + weights.opl_weight * opl
-    return loss, {"kl": kl, "opl": opl}
+        opl_weight = weights.opl_weight_at(step)
+        loss = loss + opl_weight * opl
+        metrics["opl_weight"] = opl_weight
+    return loss, metrics
 
 
 def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation, kl_weight: float,
                         mse_weight: float = 0.0, l1_weight: float = 1.0, *,
                         opl_weight: float = 0.0, opl_r: float = 3.0,
-                        perceptual_weight: float = 0.0, lpips: PureModel | None = None):
+                        perceptual_weight: float = 0.0, lpips: PureModel | None = None,
+                        opl_start: int = 0):
     """step(state, batch, key), or step(state, lpips_params, batch, key) when perceptual_weight
     > 0 (the frozen LPIPS params travel like the DiT step's frozen text params)."""
-    weights = TaeLossWeights(kl_weight, mse_weight, l1_weight, opl_weight, opl_r, perceptual_weight)
+    weights = TaeLossWeights(kl_weight, mse_weight, l1_weight, opl_weight, opl_r, perceptual_weight,
+                             opl_start)
     check_lpips(weights, lpips)
 
     def step(state: TrainState, lpips_params, batch: dict, key: jax.Array):
@@ -95,7 +111,7 @@ def make_tae_train_step(tae: PureModel, optimizer: optax.GradientTransformation,
             clip = micro.take(video)
             recon, mean, logvar = tae.bind(params)(clip, micro_key)
             rec, rec_metrics = reconstruction_loss(recon, clip, weights, lpips, lpips_params)
-            reg, reg_metrics = latent_regularizers(mean, logvar, weights)
+            reg, reg_metrics = latent_regularizers(mean, logvar, weights, state.step)
             loss = rec + reg
             return (loss if k == 1 else loss / k), {**rec_metrics, **reg_metrics}
 

@@ -123,6 +123,7 @@ def test_image_model_matches_diffusers(saved, case):
     assert max(errors.values()) <= 1e-5, errors
 
 
+@pytest.mark.slow  # ~14 s; the image-model parity tests stay in the default run
 def test_inflated_model_equals_diffusers_on_an_image(saved):
     """Temporal layers start as the identity: a 1-frame video (one latent frame despite 4x
     temporal compression) reproduces the image VAE, and every decoded frame equals its output."""

@@ -230,6 +230,7 @@ def _tiny_tae_cfg(**tiling):
     return ml_collections.ConfigDict({"tae": tae})
 
 
+@pytest.mark.slow  # ~17 s; tests/models/test_tae_tiling.py covers the tiles too
 def test_the_tiled_encoder_equals_the_untiled_one_within_a_tile():
     import jax
     from mgen_jax.models.builders import build_tae

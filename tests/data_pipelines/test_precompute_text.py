@@ -75,6 +75,7 @@ def test_two_processes_write_a_complete_cache_of_bf16_embeddings(dataset, tmp_pa
     assert not (cache / "manifest.part-1-of-2.json").exists()
 
 
+@pytest.mark.slow  # the whole `mgen data precompute-text` command (~22 s)
 def test_cli_precompute_text(dataset, tmp_path, capsys):
     main(["data", "precompute-text", f"--config={SMOKE}", f"--data={dataset}",
           f"--out={tmp_path / 'c'}", "--config.text.encoders.ul2.max_length=16"])

@@ -50,12 +50,14 @@ def test_tiny_tae_job_trains_with_gan_and_opl_and_reports_psnr_and_ssim(tmp_path
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [m["image_step"] for m in metrics] == [0.0, 0.0]  # steps 2 and 4 of 1:3 (0 was an image)
     assert [m["disc_factor"] for m in metrics] == [0.0, 1.0]
+    # The OPL's scheduled weight: off for updates 1-2, on from update 3 (tae.opl_start=2).
+    assert [m["opl_weight"] for m in metrics] == [0.0, 10.0]
     # The discriminator's hinge loss counts from disc_start on, not before.
     assert metrics[0]["d_loss"] == 0.0 < metrics[1]["d_loss"]
     # The logged loss is the weighted sum of the logged terms with this run's weights: kl 1e-6,
-    # mse 1 (the nll), opl 10, and disc_weight 0.5 x the adaptive d_weight once D has started.
+    # mse 1 (the nll), opl 10 once scheduled, and disc_weight 0.5 x the adaptive d_weight once D has started.
     for m in metrics:
-        expected = (m["nll"] + 1e-6 * m["kl"] + 10.0 * m["opl"]
+        expected = (m["nll"] + 1e-6 * m["kl"] + m["opl_weight"] * m["opl"]
                     + 0.5 * m["disc_factor"] * m["d_weight"] * m["g_loss"])
         assert m["loss"] == pytest.approx(expected, rel=1e-5), m
     # `mgen eval` re-scores the same checkpoint identically.

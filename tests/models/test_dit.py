@@ -90,7 +90,8 @@ def test_output_depends_on_text_time_and_ignores_masked_text():
     np.testing.assert_allclose(model(latents, t, text2, mask)[1], base[1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", [dict(remat="save_dots"), dict(remat="save_attention_out"),
+@pytest.mark.parametrize("variant", [pytest.param(dict(remat="save_dots"), marks=pytest.mark.slow),
+                                     dict(remat="save_attention_out"),
                                      pytest.param(dict(remat="offload"), marks=pytest.mark.slow),
                                      dict(scan_unroll=3), dict(remat="full", scan_unroll=3)])
 def test_remat_policies_and_unroll_agree_with_plain_scan(variant):
@@ -120,6 +121,7 @@ def test_remat_policies_change_what_is_saved():
     assert full < dots < none, (full, dots, none)
 
 
+@pytest.mark.slow  # ~15 s: a bf16 and an fp32 compile
 def test_bf16_compute_keeps_fp32_master_weights_and_tracks_fp32():
     f32 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     bf16 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS,

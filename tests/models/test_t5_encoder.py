@@ -3,6 +3,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from mgen_jax.configs.text import text_config
@@ -29,6 +30,7 @@ def test_relative_position_bucket_matches_reference():
     np.testing.assert_array_equal(ours, [_reference_bucket(int(r)) for r in rel])
 
 
+@pytest.mark.slow  # ~20 s; the T5 parity tests stay in the default run
 def test_padding_does_not_change_real_tokens():
     cfg = text_config().encoders.ul2.model
     enc = T5Encoder(cfg, rngs=nnx.Rngs(0))

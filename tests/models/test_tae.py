@@ -28,7 +28,8 @@ def tae():
     return TemporalAutoencoder(_tiny(), rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("frames", [1, 17, pytest.param(33, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("frames", [1, pytest.param(17, marks=pytest.mark.slow),
+                                    pytest.param(33, marks=pytest.mark.slow)])
 def test_any_frame_count_round_trips_to_its_own_length(tae, frames):
     video = jax.random.uniform(jax.random.key(frames), (2, frames, 24, 40, 3), minval=-1, maxval=1)
     mean, logvar = encode(tae, video)

@@ -48,6 +48,7 @@ def test_prompt_encoders_see_the_tagged_prompt_byt5_only_the_quoted_text():
     assert set(split_fields(token_fields(tokens), "ids")) == {"byt5", "metaclip", "ul2"}
 
 
+@pytest.mark.slow  # three encoders compiled (~25 s); each encoder has its own default test
 def test_encoder_set_outputs_each_encoders_hidden_states():
     cfg = _cfg()
     model = build_text_encoders(cfg)

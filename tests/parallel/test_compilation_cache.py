@@ -24,6 +24,7 @@ def test_folder_from_environment_default_and_off(restore_config, tmp_path):
     assert jax.config.jax_compilation_cache_dir == folder
 
 
+@pytest.mark.slow  # two Python processes importing jax (~15 s)
 def test_a_compiled_program_is_written_and_found_by_the_next_process(tmp_path):
     import os
     import subprocess

@@ -55,6 +55,7 @@ def _text_concat_permutes(text_rules: dict) -> int:
     return sum(op is not None and op.group(1) in ("concatenate", "split") for op in ops)
 
 
+@pytest.mark.slow  # ~28 s (a whole sharded step lowered); test budget
 def test_text_pieces_lower_no_collective_permute():
     assert _text_concat_permutes({}) == 0
 

@@ -1,7 +1,7 @@
 """`mgen average`'s driver (training/average_runs.py) on small workdirs written directly: the
 output workdir's DiT holds the weighted mean of the runs' EMAs as params and EMA, the first run's
 optimizer state, frozen encoders, config and TAE; incompatible runs and occupied outputs are
-refused, naming what differs. (tests/test_average_cli.py runs it on trained workdirs.)"""
+refused, naming what differs. (tests/test_quickstart_end_to_end.py runs it on a trained workdir.)"""
 import json
 import os
 import shutil
@@ -94,6 +94,7 @@ def runs(tmp_path_factory):
             _workdir(root / "b", seed=2, steps=(4, 6)))
 
 
+@pytest.mark.slow  # with the next one: sharded runs written and averaged (~30 s)
 def test_the_average_of_the_emas_becomes_params_and_ema(runs, tmp_path):
     root, a, b = runs
     out = tmp_path / "avg"
@@ -120,6 +121,7 @@ def test_the_average_of_the_emas_becomes_params_and_ema(runs, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["avg"]  # no temporary sibling left behind
 
 
+@pytest.mark.slow
 def test_newest_step_by_default_and_an_existing_output(runs, tmp_path):
     root, a, b = runs
     out = str(tmp_path / "avg")
