@@ -66,7 +66,7 @@ def sample_prompts(cfg, directory: str, count: int) -> list[str]:
     return [decode_latent_record(source[i])["caption"] for i in range(min(count, len(source)))]
 
 
-def _hooks(ctx: JobContext, dit, latents_manifest: dict, tae_params, text_encoders, flow: dict):
+def _hooks(ctx: JobContext, dit, tae_params, text_encoders, flow: dict):
     """make_hooks for train_phase: validation and sample hooks as dit_train asks."""
     cfg, t = ctx.cfg, ctx.cfg.dit_train
     directory = latents_dir(ctx.workdir)
@@ -136,7 +136,7 @@ def train_dit(ctx: JobContext, latents_manifest: dict, tae_params=None):
                  optimizer_cfg=cfg.dit_optimizer, iterator=it,
                  meta={"params": dit.num_params(), "latent_shift": shift, "latent_scale": scale},
                  counts=dit_counts(cfg),
-                 make_hooks=_hooks(ctx, dit, latents_manifest, tae_params, text_encoders, flow))
+                 make_hooks=_hooks(ctx, dit, tae_params, text_encoders, flow))
     if cfg.text.precompute:
         for name, (length, dim) in text_shapes(cfg.text).items():
             example[f"text.{name}"] = np.zeros((b, length, dim), np.float32)
