@@ -41,8 +41,8 @@ def initial_train_state(ctx, phase: str, model, optimizer, train_cfg, shardings)
 def _tae_from_diffusers(ctx, model, optimizer, shardings) -> TrainState:
     """Fresh TAE state (the discriminator's init) with the autoencoder's params replaced by the
     diffusers image VAE's (training/tae_from_diffusers.py), placed on the state's shardings."""
+    converted = autoencoder_params_from_diffusers(ctx.cfg)  # checks the architecture first
     fresh = init_train_state(model, optimizer, ctx.phase_key("tae", 0), shardings)
-    converted = autoencoder_params_from_diffusers(ctx.cfg)
     params = (dict(fresh.params, autoencoder=converted) if ctx.cfg.tae.disc_weight > 0
               else converted)
     state = jax.jit(lambda p: TrainState.create(p, optimizer), out_shardings=shardings)(params)
