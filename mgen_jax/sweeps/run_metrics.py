@@ -1,6 +1,7 @@
 """What a run measured: keys of its eval.json, the last logged values of its metrics.jsonl, what
-its model is (model.json: parameters, FLOPs per token), and its loss curve. Anything absent reads as None (a run not finished yet, a key another job does not
-log): the results table shows an empty cell instead of failing."""
+its model is (model.json: parameters, FLOPs per token), and its loss curve. Anything absent reads
+as None (a run not finished yet, a key another job does not log): the results table shows an
+empty cell instead of failing."""
 import json
 import os
 
@@ -12,20 +13,19 @@ VALIDATION_PHASE = "dit_val"  # {"phase": "dit_val", "step": N, "loss": mean ove
 TRAINING_PHASE = "dit"        # the fallback curve when a run logged no validation loss
 
 
-def read_eval(folder: str) -> dict | None:
-    path = eval_report_path(folder)
+def _read_json(path: str) -> dict | None:
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def read_eval(folder: str) -> dict | None:
+    return _read_json(eval_report_path(folder))
 
 
 def read_model_facts(workdir: str) -> dict | None:
-    path = model_facts_path(workdir)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    return _read_json(model_facts_path(workdir))
 
 
 def read_metrics_lines(workdir: str) -> list[dict]:

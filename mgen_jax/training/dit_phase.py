@@ -2,6 +2,8 @@
 inside the step by the frozen encoders (saved with the checkpoint), or read as cached embeddings
 when cfg.text.precompute. Logs tokens/s and MFU (analytic FLOPs), and at its intervals the held-out
 validation loss at fixed t and sample videos (dit_train.validate_every, sample_every)."""
+import functools
+
 import grain
 import jax
 import numpy as np
@@ -44,8 +46,12 @@ def dit_counts(cfg) -> dict:
         _, t, h, w, _ = np.shape(batch["latent_mean"])
         return t // pt, h // ph, w // pw
 
+    @functools.lru_cache(maxsize=None)  # counted every step: once per batch shape suffices
+    def flops(batch_size: int, tokens: tuple) -> float:
+        return dit_train_flops(cfg, batch_size, tokens)["total"]
+
     return {"tokens": lambda b: len(b["latent_mean"]) * int(np.prod(grid(b))),
-            "flops": lambda b: dit_train_flops(cfg, len(b["latent_mean"]), grid(b))["total"]}
+            "flops": lambda b: flops(len(b["latent_mean"]), grid(b))}
 
 
 def dit_facts(cfg, params: int) -> dict:
