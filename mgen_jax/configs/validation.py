@@ -218,10 +218,11 @@ def _validate_observability(cfg, phase: str) -> None:
     if t.validate_every or t.sample_every:
         _require(phase == "dit" and cfg.job == "text_to_video", key,
                  "validate_every / sample_every: the text_to_video job's DiT phase only")
+    _require(cfg.data.source != "records" or not (t.validate_every or t.validation_clips),
+             f"{key}.validate_every", "the held-out set is the last records of a Shapes-style "
+             "dataset; data.source=records has none yet: set validate_every and "
+             "validation_clips to 0")
     if t.validate_every:
-        _require(cfg.data.source != "records", f"{key}.validate_every",
-                 "the held-out set is the last records of a Shapes-style dataset; "
-                 "data.source=records has none yet: set it to 0")
         _require(t.validation_clips >= t.batch_size, f"{key}.validation_clips",
                  f"{t.validation_clips} must hold at least one batch of {key}.batch_size = "
                  f"{t.batch_size}")

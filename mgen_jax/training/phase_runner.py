@@ -62,9 +62,8 @@ class JobContext:
             return make_train_iterator(directory, batch_size=local, seed=seed, holdout=holdout,
                                        **where, **kwargs)
         if holdout:
-            raise ValueError("a held-out validation set (dit_train.validation_clips) is taken "
-                             "from Shapes-style datasets only; for data.source=records set "
-                             "dit_train.validate_every=0")
+            raise ValueError(f"holdout={holdout}: held-out records are taken from Shapes-style "
+                             "datasets only, not from bucketed records")
         data = self.cfg.data
         manifest = load_manifest(directory)
         buckets = selected_buckets(data, manifest)
