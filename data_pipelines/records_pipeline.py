@@ -52,7 +52,8 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
                          prefetch_threads: int = 2,
                          prefetch_batches: int = 2,
                          small_buckets: str = "drop",
-                         only_buckets: Sequence[str] | None = None) -> grain.IterDataset:
+                         only_buckets: Sequence[str] | None = None,
+                         holdout: Mapping[str, int] | None = None) -> grain.IterDataset:
     """The infinite, mixed training IterDataset of one process.
 
     batch_sizes: bucket name -> batch size (see bucket_batching.bucket_batch_sizes); needed for
@@ -64,6 +65,8 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
       "drop" (with a warning; a large dataset loses nothing that matters) or "repeat" (its
       batches repeat its clips, with a warning; small folders would otherwise lose most buckets).
     only_buckets: read these buckets only (None: all); the mixture weighs what is left.
+    holdout: bucket name -> how many records at the bucket's end are never trained on (the
+      validation set, `records_holdout_batches`).
     Batches are dicts of numpy arrays with a leading batch axis, from `decode` (+ `transform`),
     plus `bucket` str [B].
     """
@@ -83,8 +86,9 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
             raise ValueError(f"no batch size for bucket {name} (batch_sizes has "
                              f"{sorted(batch_sizes)})")
         paths = [str(Path(data_dir) / path) for path in buckets[name]["shards"]]
-        source = grain.sources.ArrayRecordDataSource(paths)
-        mine = grain.MapDataset.source(source)[process_index::process_count]
+        source = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(paths))
+        mine = _without_holdout(source, name, (holdout or {}).get(name, 0))
+        mine = mine[process_index::process_count]
         if len(mine) < batch_sizes[name]:
             action = "dropped" if small_buckets == "drop" else "kept, its batches repeat clips"
             warnings.warn(f"bucket {name} {action}: process {process_index} has {len(mine)} "
@@ -112,6 +116,36 @@ def make_records_dataset(data_dir: str | os.PathLike, *, batch_sizes: Mapping[st
     mixed = grain.IterDataset.mix(streams, weights)
     return grain.experimental.ThreadPrefetchIterDataset(
         mixed, prefetch_buffer_size=prefetch_batches)
+
+
+def _without_holdout(records: grain.MapDataset, bucket: str, holdout: int) -> grain.MapDataset:
+    if not 0 <= holdout < len(records):
+        raise ValueError(f"holdout {holdout} must be in [0, {len(records)}) records of bucket "
+                         f"{bucket}")
+    return records[:len(records) - holdout]
+
+
+def records_holdout_batches(data_dir: str | os.PathLike, *, bucket: str, holdout: int,
+                            batch_size: int, process_index: int = 0, process_count: int = 1,
+                            decode: Callable[[bytes], dict] = decode_clip_record) -> list[dict]:
+    """The validation set of a built dataset: the last `holdout` records of `bucket` (those
+    make_records_dataset(holdout={bucket: holdout}) never trains on) as fixed global batches of
+    process_count x batch_size (a last, smaller batch dropped), this process's rows of each."""
+    buckets = manifest_buckets(load_manifest(data_dir))
+    if bucket not in buckets:
+        raise ValueError(f"no bucket {bucket} in {data_dir} (buckets: {sorted(buckets)})")
+    paths = [str(Path(data_dir) / path) for path in buckets[bucket]["shards"]]
+    source = grain.sources.ArrayRecordDataSource(paths)
+    total, global_batch = len(source), batch_size * process_count
+    if not global_batch <= holdout < total:
+        raise ValueError(f"holdout {holdout} of bucket {bucket} must hold one global batch of "
+                         f"{global_batch} and leave records to train on (it has {total})")
+    first, out = total - holdout, []
+    for start in range(first, first + holdout // global_batch * global_batch, global_batch):
+        lo = start + process_index * batch_size
+        out.append(_stack_bucket_batch([decode(source[i]) for i in range(lo, lo + batch_size)],
+                                       bucket=bucket))
+    return out
 
 
 # Grain's index shuffle costs ~5 ms an index on 5 records and ~40 us on 1,000 (measured): small

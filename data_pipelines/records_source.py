@@ -38,3 +38,17 @@ def check_bucket_shapes(cfg, manifest: dict) -> None:
                 f"does not divide into the TAE's {tc}x{s}x{s} compression and the DiT's "
                 f"{pt}x{ph}x{pw} patches: leave it out with data.buckets or rebuild with "
                 "another bucket table")
+
+
+def validation_bucket(data_cfg, manifest: dict) -> str:
+    """Where a built dataset's held-out clips come from (<phase>_train.validation_clips): the
+    selected bucket of the experiment's own shape, data.frames x height x width (the shape it
+    samples and evaluates at), so the validation batches stack and compare across stages."""
+    shape = (data_cfg.frames, data_cfg.height, data_cfg.width)
+    for name in selected_buckets(data_cfg, manifest):
+        b = manifest["buckets"][name]
+        if (b["frames"], b["height"], b["width"]) == shape:
+            return name
+    raise ValueError(f"validation_clips: no selected bucket of {data_cfg.dir} has the "
+                     f"experiment's shape {shape[0]} x {shape[1]} x {shape[2]} "
+                     "(data.frames x height x width), where the held-out clips are taken")

@@ -17,6 +17,7 @@ from mgen_jax.configs.validation import ConfigError
 STORES = ("frames", "encoded")
 BUCKET_KINDS = ("video", "image")
 BUCKET_KEYS = {"name", "kind", "frames", "height", "width", "seconds"}
+OPTIONAL_BUCKET_KEYS = {"fps"}  # a video bucket's own rate (default: target_fps)
 
 
 def load_build_config(spec: str | None = None, overrides=()) -> ml_collections.ConfigDict:
@@ -66,7 +67,7 @@ def validate_build_config(cfg) -> ml_collections.ConfigDict:
     for key in ("target_fps", "tfds_fps", "max_seconds"):
         check(cfg[key] > 0, key, "must be > 0")
     for key in ("min_seconds", "trim_seconds", "scene_threshold", "min_motion", "min_width",
-                "min_height", "max_hamming", "shapes_clips"):
+                "min_height", "max_hamming", "shapes_clips", "shapes_images"):
         check(cfg[key] >= 0, key, "must be >= 0")
     check(cfg.min_seconds <= cfg.max_seconds, "min_seconds", "must be <= max_seconds "
           f"({cfg.max_seconds})")
@@ -88,9 +89,10 @@ def _validate_buckets(cfg) -> None:
     names = set()
     for i, bucket in enumerate(check_list):
         where = f"buckets[{i}]"
-        if not hasattr(bucket, "keys") or set(bucket.keys()) != BUCKET_KEYS:
-            raise ConfigError(f"config key {where!r}: expected keys {sorted(BUCKET_KEYS)}, got "
-                              f"{bucket!r}")
+        keys = set(bucket.keys()) if hasattr(bucket, "keys") else set()
+        if not BUCKET_KEYS <= keys <= BUCKET_KEYS | OPTIONAL_BUCKET_KEYS:
+            raise ConfigError(f"config key {where!r}: expected keys {sorted(BUCKET_KEYS)} (and "
+                              f"optionally {sorted(OPTIONAL_BUCKET_KEYS)}), got {bucket!r}")
         name = bucket["name"]
         if name in names:
             raise ConfigError(f"config key '{where}.name': {name!r} used twice")
@@ -102,6 +104,10 @@ def _validate_buckets(cfg) -> None:
             if not isinstance(bucket[key], int) or bucket[key] < 1:
                 raise ConfigError(f"config key '{where}.{key}' = {bucket[key]!r}: must be an "
                                   "integer >= 1")
+        if "fps" in keys and not (bucket["kind"] == "video" and isinstance(
+                bucket["fps"], (int, float)) and bucket["fps"] > 0):
+            raise ConfigError(f"config key '{where}.fps' = {bucket['fps']!r}: a video bucket's "
+                              "frame rate, > 0 (image buckets take none)")
         if bucket["kind"] == "image" and bucket["frames"] != 1:
             raise ConfigError(f"config key '{where}.frames' = {bucket['frames']!r}: an image "
                               "bucket holds 1 frame")

@@ -4,7 +4,8 @@
                              sidecar NAME.txt); item id = the path relative to PATH
   tfds:NAME[/CONFIG][:SPLIT] a prepared TFDS dataset (in --tfds_data_dir), read by index through
                              TFDS's own reader; item id = NAME/SPLIT/INDEX
-  shapes                     cfg.shapes_clips synthetic Shapes clips rendered in code
+  shapes                     cfg.shapes_clips synthetic Shapes clips (and cfg.shapes_images
+                             stills) rendered in code
 
 A source lists its items on the driver (small plain dicts, cheap to ship) and reads one item
 inside a Beam worker, so the heavy decoding runs wherever the runner puts it. Sources are
@@ -147,14 +148,17 @@ def _tfds_features(example: dict, cfg, what: str) -> tuple[str, str | None]:
 class ShapesSource:
     """Synthetic Shapes clips (data_pipelines/shapes.py) through the same curation: clip i is
     drawn from its own generator seeded by (cfg.seed, i), at one of the build's video aspect
-    ratios, just large enough to pass the size filter, max_seconds (+ trim) long at 8 fps."""
+    ratios, just large enough to pass the size filter, max_seconds (+ trim) long at 8 fps.
+    Items cfg.shapes_clips.. are stills (one frame of such a clip, at an image bucket's aspect,
+    captioned by colour and shape: a still shows no direction), the images of joint stages."""
     kind = "shapes"
 
     def describe(self) -> str:
         return "shapes"
 
     def items(self, cfg) -> list[dict]:
-        return [{"id": f"shapes/{i:05d}", "index": i} for i in range(cfg.shapes_clips)]
+        return [{"id": f"shapes/{i:05d}", "index": i}
+                for i in range(cfg.shapes_clips + cfg.shapes_images)]
 
     def caption(self, item, cfg) -> tuple[str | None, str]:
         return _shapes_clip(item["index"], cfg, render=False)[0], ""
@@ -164,21 +168,27 @@ class ShapesSource:
 
 
 def _shapes_clip(index: int, cfg, *, render: bool) -> tuple[str, np.ndarray | None]:
-    """(caption, video if render else None) of Shapes clip `index`."""
+    """(caption, video if render else None) of Shapes item `index` (a clip, or a still from
+    index cfg.shapes_clips on)."""
     rng = np.random.default_rng([cfg.seed, index])
     combos = shapes.train_combos()
     colour, shape, direction = combos[rng.integers(len(combos))]
+    still = index >= cfg.shapes_clips
     text = shapes.caption(colour, shape, direction, rng)
+    if still:
+        words = shapes.SHAPE_SYNONYMS[shape]
+        text = f"a {colour} {words[rng.integers(len(words))]} on black"
     if not render:
         return text, None
-    aspects = sorted({(b["height"], b["width"]) for b in cfg.buckets if b["kind"] == "video"})
+    kind = "image" if still else "video"
+    aspects = sorted({(b["height"], b["width"]) for b in cfg.buckets if b["kind"] == kind})
     height, width = aspects[rng.integers(len(aspects))] if aspects else (1, 1)
     scale = max(cfg.min_height / height, cfg.min_width / width, 1.0, 16 / min(height, width))
-    frames = max(2, round((cfg.trim_seconds + cfg.max_seconds) * SHAPES_FPS))
+    frames = 2 if still else max(2, round((cfg.trim_seconds + cfg.max_seconds) * SHAPES_FPS))
     video = shapes.render_clip(colour, shape, direction, frames=frames,
                                height=math.ceil(height * scale), width=math.ceil(width * scale),
                                rng=rng)
-    return text, video
+    return text, video[:1] if still else video
 
 
 def folder_source(rest: str, tfds_data_dir):

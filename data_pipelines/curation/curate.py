@@ -21,9 +21,9 @@ from data_pipelines.media.decode import DecodedMedia
 @dataclasses.dataclass
 class CuratedClip:
     source_id: str       # f"{item_id}#{first}-{last}" (native frame indices, inclusive) or item_id
-    video: np.ndarray    # uint8 [frames, height, width, 3], cut to the bucket, at cfg.target_fps
+    video: np.ndarray    # uint8 [frames, height, width, 3], cut to the bucket, at its fps
     caption: str
-    fps: float           # cfg.target_fps (images too)
+    fps: float           # the bucket's fps (configs/data_build.py; images: target_fps)
     native_fps: float    # the source's (0 for images)
     bucket: str          # bucket name from cfg.buckets
     phash: np.ndarray    # uint64 [cfg.hash_frames] (an image's one hash repeated)
@@ -103,24 +103,27 @@ def _curate_piece(item_id, frames, fps, first, end, caption, cfg, camera):
     """Native frames [first, end) of one scene -> a CuratedClip, or the Rejection saying why
     not."""
     height, width = frames.shape[1:3]
+    # Motion is scored at target_fps whatever the bucket's rate, so one threshold holds.
     indices = first + clips.resample_indices(end - first, fps, cfg.target_fps)
-    resampled = frames[indices]
-    score = motion.motion_score(resampled)
+    score = motion.motion_score(frames[indices])
     if not cfg.min_motion <= score <= cfg.max_motion:
         return Rejection(_span_id(item_id, first, end - 1),
                          "static" if score < cfg.min_motion else "jittery",
                          f"motion {score:.2f} outside [{cfg.min_motion}, {cfg.max_motion}]")
-    bucket = buckets.choose_video_bucket(cfg.buckets, len(resampled), height, width,
-                                         min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds)
+    bucket = buckets.choose_video_bucket(
+        cfg.buckets, lambda rate: len(clips.resample_indices(end - first, fps, rate)), height,
+        width, target_fps=cfg.target_fps, min_seconds=cfg.min_seconds,
+        max_seconds=cfg.max_seconds)
     if bucket is None:
         has_video_bucket = any(b["kind"] == "video" for b in cfg.buckets)
         return Rejection(_span_id(item_id, first, end - 1),
                          "too_short" if has_video_bucket else "no_bucket",
-                         f"{len(resampled)} frames at {cfg.target_fps} fps fit no video bucket")
+                         f"{(end - first) / fps:.2f} s at {fps:g} fps fit no video bucket")
     # The clip keeps its start; what runs past the bucket's duration is dropped.
-    count = bucket["frames"]
-    video = resize.resize_and_crop(resampled[:count], bucket["height"], bucket["width"])
+    rate, count = buckets.bucket_fps(bucket, cfg.target_fps), bucket["frames"]
+    indices = first + clips.resample_indices(end - first, fps, rate)
+    video = resize.resize_and_crop(frames[indices[:count]], bucket["height"], bucket["width"])
     return CuratedClip(source_id=_span_id(item_id, int(indices[0]), int(indices[count - 1])),
-                       video=video, caption=caption, fps=cfg.target_fps, native_fps=float(fps),
+                       video=video, caption=caption, fps=rate, native_fps=float(fps),
                        bucket=bucket["name"], phash=phash.clip_hashes(video, cfg.hash_frames),
                        motion=score, camera=camera)

@@ -80,8 +80,10 @@ def data_build_config() -> ml_collections.ConfigDict:
         tfds_video_feature="",
         tfds_text_feature="",
         tfds_fps=16.0,  # TFDS clips carry no fps of their own unless the dataset has one
-        # Shapes source: how many clips (the synthetic set of data_pipelines/shapes.py).
+        # Shapes source: how many clips (the synthetic set of data_pipelines/shapes.py), and
+        # how many stills after them (images captioned by colour and shape, for joint stages).
         shapes_clips=256,
+        shapes_images=0,
         seed=0,
     ))
 
@@ -100,4 +102,28 @@ def tiny_data_build_config() -> ml_collections.ConfigDict:
                max_source_seconds=30.0, min_width=64, min_height=64, records_per_shard=16,
                shapes_clips=64)
     cfg.buckets = bucket_table(TINY_ASPECTS, TINY_DURATIONS, cfg.target_fps)
+    return cfg
+
+
+# Movie Gen's fine-tuning set (spec 4.1 / 4.3): curated clips of 10.6-16 s, half exactly 16 s,
+# trained as 16 s at 16 fps or 10.6 s at 24 fps: 256 frames either way (32 latent frames, the
+# 768 px stage's 73,728 tokens). A 16 s clip takes the 16 fps bucket (the longest duration it
+# covers); a 10.7-16 s one the 24 fps bucket, its first 10.67 s; shorter clips are rejected.
+SFT_RATES = ((16.0, 16.0), (256 / 24, 24.0))  # (seconds, fps) of the two 256-frame buckets
+
+
+def sft_bucket_table(aspects=PAPER_ASPECTS) -> list[dict]:
+    """Video buckets of 256 frames at 16 and 24 fps per aspect ratio, each with its own `fps`."""
+    return [dict(name=f"v256x{h}x{w}_{fps:g}fps", kind="video", frames=int(round(seconds * fps)),
+                 height=h, width=w, seconds=float(seconds), fps=fps)
+            for seconds, fps in SFT_RATES for h, w in aspects]
+
+
+def sft_data_build_config() -> ml_collections.ConfigDict:
+    """`mgen data build --config=experiments/data_sft.py`: the curated fine-tuning videos
+    (10.6-16 s, no images) into the 16 and 24 fps buckets; the manual selection and caption
+    correction of the paper happen before (the folder holds the chosen clips)."""
+    cfg = data_build_config()
+    cfg.update(min_seconds=SFT_RATES[1][0] - 0.05, max_seconds=16.0, images=False)
+    cfg.buckets = sft_bucket_table()
     return cfg

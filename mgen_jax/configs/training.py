@@ -16,9 +16,11 @@ def train_config(steps: int = 1000, batch_size: int = 8) -> ml_collections.Confi
         # running past this exits 1 (TPU VMs give about 30 s before they stop the machine).
         preemption_grace_s=30.0,
         # Held-out validation (DiT phase; training/validation.py): the last validation_clips
-        # records of the dataset are never trained on; every validate_every steps (0: off) the
-        # flow-matching loss on them at each fixed t of validation_t, with fixed noise, is logged
-        # as phase "<phase>_val" (loss = the mean over t). Movie Gen's development proxy.
+        # records of the dataset (of a built dataset: of its bucket of data.frames x height x
+        # width) are never trained on; at step 0, every validate_every steps (0: off) and at the
+        # end, the flow-matching loss on them at each fixed t of validation_t, with noise fixed
+        # for every run and seed, is logged as phase "<phase>_val" (loss = the mean over t).
+        # Movie Gen's development proxy.
         validate_every=0, validation_clips=0, validation_t=(0.1, 0.3, 0.5, 0.7, 0.9),
         # Sample videos every sample_every steps (DiT phase; 0: off): the first sample_count
         # evaluation prompts, sampled from the current (EMA when kept) parameters into

@@ -9,7 +9,6 @@ import jax
 import numpy as np
 
 from data_pipelines.precompute_latents import decode_latent_record
-from data_pipelines.grain_pipeline import holdout_batches
 from data_pipelines.precompute_text import load_null_embeddings
 from data_pipelines.shapes import canonical_caption, held_out_combos
 from data_pipelines.shapes_writer import shard_paths
@@ -26,7 +25,8 @@ from mgen_jax.training.optimizer import on_plateau, validation_plateau_update
 from mgen_jax.training.phase_runner import JobContext, train_phase
 from mgen_jax.training.sample_logging import SampleHook
 from mgen_jax.training.sharded_training import to_device_batch
-from mgen_jax.training.validation import ValidationHook, make_dit_validation_loss
+from mgen_jax.training.validation import (ValidationHook, make_dit_validation_loss,
+                                          validation_noise_key)
 from mgen_jax.parallel.distributed import is_coordinator
 from mgen_jax.workdir import latents_dir, samples_dir, text_cache_dir, write_model_facts
 
@@ -84,15 +84,12 @@ def _hooks(ctx: JobContext, dit, tae_params, text_encoders, flow: dict):
                 dit, flow_cfg=cfg.flow, latent_shift=flow["latent_shift"],
                 latent_scale=flow["latent_scale"], t_values=t.validation_t,
                 text_encoders=None if cfg.text.precompute else text_encoders)
-            local = t.batch_size // jax.process_count()
-            batches = [to_device_batch(b, batch_sh) for b in holdout_batches(
-                directory, holdout=t.validation_clips, batch_size=local,
-                process_index=jax.process_index(), process_count=jax.process_count(),
-                decode=decode_latent_record)]
+            batches = [to_device_batch(b, batch_sh) for b in ctx.holdout_batches(
+                directory, t.batch_size, t.validation_clips, decode_latent_record)]
             hooks.append(ValidationHook(
                 loss, batches, every=t.validate_every, num_steps=t.steps,
                 t_values=t.validation_t, mesh=ctx.mesh, rules=ctx.rules,
-                key=ctx.phase_key("dit", 2), writer=MetricsWriter(ctx.workdir, "dit_val"),
+                key=validation_noise_key(), writer=MetricsWriter(ctx.workdir, "dit_val"),
                 text_params=frozen, record_plateau=_validation_plateau(cfg)))
         if t.sample_every:
             if tae_params is None:

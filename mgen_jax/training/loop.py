@@ -31,13 +31,13 @@ def run_training(*, phase: str, step_fn: Callable, state, num_steps: int, iterat
                  profiler: StepProfiler | None = None, hooks: tuple = ()):
     """Runs `step_fn(state, *extra_args, batch, key)` from state.step to num_steps. On a
     preemption notice: saves the step in progress and raises Preempted (exit status 0).
-    throughput: rates added to each log line; hooks: objects with begin(start step) and
-    after_step(done, state) -> state, run after each step's log line and before its
+    throughput: rates added to each log line; hooks: objects with begin(start step, state) ->
+    state and after_step(done, state) -> state, run after each step's log line and before its
     checkpoint (validation, samples; validation may advance the optimizer's plateau state)."""
     start = int(jax.device_get(state.step))
     writer.truncate_after(start)
     for hook in hooks:
-        hook.begin(start)
+        state = hook.begin(start, state)
     bar = tqdm(total=num_steps, initial=start, desc=phase, unit="step", mininterval=2.0,
                disable=not show_progress, dynamic_ncols=True)
     last_time, last_step = time.perf_counter(), start

@@ -15,9 +15,12 @@ from mgen_jax.training.guards import skip_nonfinite
 
 def warmup_cosine(optimizer_cfg, total_steps: int) -> optax.Schedule:
     o = optimizer_cfg
+    warmup = max(o.warmup_steps, 1)
+    # decay_steps counts the warm-up; at least one step of decay, also for a 0-step phase (a
+    # stage that takes its model over unchanged still builds its optimizer).
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=o.lr, warmup_steps=max(o.warmup_steps, 1),
-        decay_steps=max(total_steps, o.warmup_steps + 1), end_value=o.lr * o.end_lr_fraction)
+        init_value=0.0, peak_value=o.lr, warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1), end_value=o.lr * o.end_lr_fraction)
 
 
 def warmup_constant(optimizer_cfg, total_steps: int) -> optax.Schedule:

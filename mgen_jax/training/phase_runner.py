@@ -7,10 +7,11 @@ from typing import Callable
 
 import jax
 
-from data_pipelines.grain_pipeline import make_train_iterator
+from data_pipelines.grain_pipeline import holdout_batches, make_train_iterator
 from data_pipelines.bucket_batching import bucket_batch_sizes, load_manifest
-from data_pipelines.records_pipeline import make_records_iterator
-from data_pipelines.records_source import check_bucket_shapes, selected_buckets
+from data_pipelines.records_pipeline import make_records_iterator, records_holdout_batches
+from data_pipelines.records_source import (check_bucket_shapes, selected_buckets,
+                                           validation_bucket)
 from data_pipelines.sources import prepare_data
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.checkpointing.stage_init import find_source
@@ -49,24 +50,36 @@ class JobContext:
         """stream 0: parameter init; 1: the per-step keys."""
         return jax.random.fold_in(jax.random.fold_in(self.key, PHASE_SEEDS[phase]), stream)
 
+    def holdout_batches(self, directory: str, batch_size: int, holdout: int, decode) -> list:
+        """This process's rows of the fixed validation batches: the records `iterator(...,
+        holdout=holdout)` keeps out of training."""
+        local = batch_size // jax.process_count()
+        where = dict(process_index=jax.process_index(), process_count=jax.process_count())
+        if self.cfg.data.source != "records":
+            return holdout_batches(directory, holdout=holdout, batch_size=local, decode=decode,
+                                   **where)
+        bucket = validation_bucket(self.cfg.data, load_manifest(directory))
+        return records_holdout_batches(directory, bucket=bucket, holdout=holdout,
+                                       batch_size=local, decode=decode, **where)
+
     def iterator(self, directory: str, batch_size: int, seed: int, decode=None,
                  holdout: int = 0):
         """This process's share of a global batch from a dataset directory (resumable). A built
         dataset (data.source=records, or latents of one) yields batches of one bucket each,
         buckets mixed by data.mixture, batch_size clips each or data.token_budget tokens.
-        holdout: records at the dataset's end kept out of training (the validation set)."""
+        holdout: records kept out of training (the validation set): the dataset's last, or for
+        a built dataset the last of its bucket of the experiment's shape (validation_bucket)."""
         local = batch_size // jax.process_count()
         kwargs = {} if decode is None else {"decode": decode}
         where = dict(process_index=jax.process_index(), process_count=jax.process_count())
         if self.cfg.data.source != "records":
             return make_train_iterator(directory, batch_size=local, seed=seed, holdout=holdout,
                                        **where, **kwargs)
-        if holdout:
-            raise ValueError(f"holdout={holdout}: held-out records are taken from Shapes-style "
-                             "datasets only, not from bucketed records")
         data = self.cfg.data
         manifest = load_manifest(directory)
         buckets = selected_buckets(data, manifest)
+        # A built dataset's held-out clips: the last of the experiment's own bucket.
+        held_out = {validation_bucket(data, manifest): holdout} if holdout else None
         chosen = dict(manifest, buckets={n: manifest["buckets"][n] for n in buckets},
                       shards=[s for s in manifest["shards"] if s.get("bucket") in buckets])
         if data.batching == "token_budget":
@@ -76,7 +89,7 @@ class JobContext:
             sizes = bucket_batch_sizes(chosen, batch_size=local)
         return make_records_iterator(directory, batch_sizes=sizes, seed=seed,
                                      mixture=dict(data.mixture), small_buckets=data.small_buckets,
-                                     only_buckets=buckets,
+                                     only_buckets=buckets, holdout=held_out,
                                      **where, **kwargs)
 
 
@@ -148,7 +161,10 @@ def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
             # step 0, so the workdir is whole for `mgen sample` / `mgen eval` and the next stage.
             ckpt.save(0, state, frozen=frozen, iterator=iterator, meta=meta)
             ckpt.wait()
-    if int(jax.device_get(state.step)) >= train_cfg.steps:
+    done = int(jax.device_get(state.step)) >= train_cfg.steps
+    # A zero-step stage still runs its hooks' start: its step-0 validation loss is the loss of
+    # the model it took over (e.g. an average of fine-tuning runs).
+    if done and not (train_cfg.steps == 0 and make_hooks is not None):
         return state, frozen
     batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
     extra = () if frozen is None else (frozen,)

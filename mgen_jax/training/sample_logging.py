@@ -30,8 +30,9 @@ class SampleHook:
         self.out_dir, self.writer, self.seed, self.fps = out_dir, writer, seed, cfg.data.fps
         self.steps, self.guidance_scale = cfg.eval.sample_steps, cfg.eval.guidance_scale
 
-    def begin(self, start: int) -> None:
+    def begin(self, start: int, state):
         del start  # a resumed run samples again at its next interval; nothing to undo
+        return state
 
     def after_step(self, done: int, state):
         if done % self.every and done != self.num_steps:

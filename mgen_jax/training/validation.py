@@ -43,8 +43,19 @@ def make_dit_validation_loss(dit: PureModel, *, flow_cfg, latent_shift: float,
     return loss
 
 
+# The validation noise is the same for every run (not drawn from cfg.seed): runs of a sweep or
+# of another seed, and the stages of a recipe, are scored on the same noise, so their losses
+# compare.
+VALIDATION_NOISE_SEED = 20241004
+
+
+def validation_noise_key() -> jax.Array:
+    return jax.random.key(VALIDATION_NOISE_SEED)
+
+
 class ValidationHook:
-    """Every `every` steps (and at the phase's last step): the validation losses of the state's
+    """Before the first step (step 0: where a chained stage starts from its source's model),
+    every `every` steps and at the phase's last step: the validation losses of the state's
     parameters over the held-out batches (device arrays), written by `writer`."""
 
     def __init__(self, loss_fn, batches: list, *, every: int, num_steps: int, t_values,
@@ -61,13 +72,18 @@ class ValidationHook:
                 return loss_fn(*args)
         self.loss = jax.jit(traced)
 
-    def begin(self, start: int) -> None:
-        """A resumed run drops the validation lines logged after its checkpoint."""
-        self.writer.truncate_after(start)
+    def begin(self, start: int, state):
+        """A resumed run drops the validation lines logged after its checkpoint; a fresh one
+        logs step 0."""
+        self.writer.truncate_after(start if start else -1)  # step 0 is logged again
+        return self.validate(0, state) if start == 0 else state
 
     def after_step(self, done: int, state):
         if done % self.every and done != self.num_steps:
             return state
+        return self.validate(done, state)
+
+    def validate(self, done: int, state):
         per_t = sum(self.loss(state.params, self.text_params, batch, key)
                     for batch, key in zip(self.batches, self.keys)) / len(self.batches)
         if self.record_plateau is not None:  # kept in the train step's shardings

@@ -258,3 +258,27 @@ def test_only_the_chosen_buckets_are_read(data_dir):
     batches = _take(data_dir, 60, batch_sizes={n: BATCH_SIZES[n] for n in chosen}, seed=0,
                     only_buckets=chosen)
     assert {_bucket_of(b) for b in batches} == set(chosen)
+
+
+def test_a_buckets_held_out_records_are_never_trained_on_and_are_the_validation_set(data_dir):
+    """holdout={bucket: K}: the bucket's last K records (across its shards) are the validation
+    set, in order, split over processes by rows; training reads every other record."""
+    from data_pipelines.records_pipeline import records_holdout_batches
+    bucket, k = "v2x8x16", 7  # two shards of 12: the held-out records span none of shard 0
+    held_out = [f"{bucket}/1/{i}" for i in range(12 - k, 12)]
+    batches = _take(data_dir, 60, batch_sizes=BATCH_SIZES, seed=0, only_buckets=[bucket],
+                    holdout={bucket: k})
+    trained = {i for batch in _ids(batches) for i in batch}
+    assert len(trained) == 24 - k and not trained & set(held_out)
+    full = records_holdout_batches(data_dir, bucket=bucket, holdout=k, batch_size=3)
+    assert _ids(full) == [held_out[:3], held_out[3:6]]  # the 7th left over (one batch of 3)
+    assert full[0]["video"].shape == (3, 2, 8, 16, 3) and set(full[0]["bucket"]) == {bucket}
+    rows = [records_holdout_batches(data_dir, bucket=bucket, holdout=k, batch_size=1,
+                                    process_index=i, process_count=3) for i in range(3)]
+    assert [[r[0] for r in _ids(share)] for share in rows] == [held_out[0:6:3], held_out[1:6:3],
+                                                             held_out[2:6:3]]
+    with pytest.raises(ValueError, match="holdout 24 must be in"):
+        _take(data_dir, 1, batch_sizes=BATCH_SIZES, seed=0, holdout={bucket: 24})
+    with pytest.raises(ValueError, match="one global batch of 8"):
+        records_holdout_batches(data_dir, bucket=bucket, holdout=7, batch_size=4,
+                                process_count=2)

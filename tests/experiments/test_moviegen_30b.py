@@ -1,9 +1,12 @@
-"""experiments/moviegen_30b.py: the paper's three pre-training stages load and validate, with the
-paper's token counts, position tables, learning rates and a mesh that fills the stage's slice."""
+"""experiments/moviegen_30b.py: the paper's three pre-training stages and SFT load and validate,
+with the paper's token counts, position tables, learning rates and schedules and a mesh that fills
+the stage's slice."""
 import math
 
 import pytest
 
+from data_pipelines.build.build_config import load_build_config
+from mgen_jax.configs.data_build import PAPER_ASPECTS
 from mgen_jax.configs.loading import load_config
 from mgen_jax.configs.mesh import MESH_AXES
 from mgen_jax.configs.text import text_shapes
@@ -17,7 +20,10 @@ EXPECTED = {
     "t2i_256": (16 * 16, (1, 16, 16), 1e-4, 256),
     "t2iv_256": (32 * 16 * 16, (32, 32, 32), 6e-5, 256),
     "t2iv_768": (32 * 48 * 48, (32, 96, 96), 6e-5, 256),
+    "sft": (32 * 48 * 48, (32, 96, 96), 1e-5, 256),
 }
+# The paper: one LR per pre-training stage, stepped down at plateaus at 768 px; cosine in SFT.
+SCHEDULES = {"t2i_256": "constant", "t2iv_256": "constant", "t2iv_768": "plateau", "sft": "cosine"}
 
 
 @pytest.mark.parametrize("stage", sorted(EXPECTED))
@@ -27,7 +33,10 @@ def test_stage_loads_and_validates(stage):
     assert math.prod(token_grid(cfg)) == tokens
     assert tuple(cfg.dit.max_positions) == tables
     assert cfg.dit_optimizer.lr == lr
-    remat = "save_splash_residuals" if stage == "t2iv_768" else "full"
+    assert cfg.dit_optimizer.schedule == SCHEDULES[stage]
+    assert cfg.dit_train.validate_every > 0 and cfg.dit_train.validation_clips >= (
+        cfg.dit_train.batch_size)
+    remat = "save_splash_residuals" if stage in ("t2iv_768", "sft") else "full"
     assert (cfg.dit.size, cfg.dit.remat, cfg.dit.attention) == ("30b", remat, "splash")
     assert (cfg.param_dtype, cfg.compute_dtype) == ("float32", "bfloat16")
     assert cfg.tae.z_channels == 16
@@ -50,6 +59,21 @@ def test_768_stage_is_one_sample_per_8_chips_with_the_papers_tp_and_cp():
     assert math.prod(cfg.mesh[a] for a in MESH_AXES) == 8 * cfg.dit_train.batch_size
     assert (cfg.mesh.data * cfg.mesh.fsdp, cfg.mesh.context * cfg.mesh.tensor) == (
         cfg.dit_train.batch_size, 8)
+
+
+def test_768_stage_steps_down_on_the_validation_loss_and_sft_is_the_curated_videos():
+    cfg = load_config(f"{SPEC}:t2iv_768")
+    o = cfg.dit_optimizer
+    assert (o.plateau_on, o.plateau_factor) == ("validation_loss", 0.5)
+    assert o.lr * o.plateau_min_scale == pytest.approx(1e-5)  # 6e-5 -> 1e-5
+    sft = load_config(f"{SPEC}:sft")
+    assert sft.data.dir == "data/moviegen_sft" and dict(sft.data.mixture)["images"] == 0
+    assert sft.dit_optimizer.end_lr_fraction == 0.1
+    build = load_build_config("experiments/data_sft.py")
+    assert {(b["frames"], b["fps"], b["height"], b["width"]) for b in build.buckets} == {
+        (256, fps, h, w) for fps in (16.0, 24.0) for h, w in PAPER_ASPECTS}
+    # The buckets are the stage's shapes: 256 frames at 768 x 768 is one of them.
+    assert (sft.data.frames, sft.data.height) == (256, 768)
 
 
 def test_unknown_stage_is_rejected():

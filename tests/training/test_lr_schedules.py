@@ -36,6 +36,14 @@ def test_cosine_warms_up_then_decays_to_end_lr_fraction():
                                            rel=1e-5)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "constant", "plateau"])
+def test_a_zero_step_phase_builds_its_schedule(schedule):
+    """A stage that takes its model over unchanged (steps=0, warmup 0) still builds its
+    optimizer: every schedule must accept a phase of no steps."""
+    lr = learning_rate_schedule(_cfg(schedule=schedule, warmup_steps=0), 0)
+    assert np.isfinite(float(lr(0))) and float(lr(1)) == pytest.approx(LR)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "plateau"])
 def test_constant_and_plateau_warm_up_then_hold(schedule):
     lr = learning_rate_schedule(_cfg(schedule=schedule), 110)

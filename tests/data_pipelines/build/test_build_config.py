@@ -76,3 +76,13 @@ def test_cli_errors_are_one_line(argv, message, tmp_path):
               "--no-progress", *argv])
     text = str(exit_info.value.code)
     assert message in text and "\n" not in text
+
+
+def test_sft_table_validates_and_a_bad_bucket_rate_is_named():
+    cfg = load_build_config("experiments/data_sft.py")
+    rates = sorted({(b["frames"], b["fps"]) for b in cfg.buckets})
+    assert rates == [(256, 16.0), (256, 24.0)] and not cfg.images
+    for bad in (0.0, "fast"):
+        cfg.buckets = [dict(cfg.buckets[0], fps=bad)] + list(cfg.buckets[1:])
+        with pytest.raises(ConfigError, match=r"buckets\[0\]\.fps"):
+            validate_build_config(cfg)

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 
+from data_pipelines import shapes
 from data_pipelines.build.progress import ProgressCounter, items_done, progress_bar
 from data_pipelines.build.sources import FolderSource, ShapesSource, open_source
 from data_pipelines.curation.curate import curate_media
@@ -49,6 +50,25 @@ def test_shapes_clips_are_seeded_and_pass_the_tiny_curation():
     assert clips and not rejected and clips[0].caption == caption
     assert source.caption(items[1], tiny_config("seed=1"))[0] != caption or \
         not np.array_equal(source.decode(items[1], tiny_config("seed=1")).frames, media.frames)
+
+
+def test_shapes_stills_follow_the_clips_and_become_images():
+    cfg = tiny_config("shapes_clips=2", "shapes_images=2")
+    source = open_source("shapes")
+    items = source.items(cfg)
+    assert [item["id"] for item in items] == [f"shapes/{i:05d}" for i in range(4)]
+    for item in items[2:]:
+        media = source.decode(item, cfg)
+        caption, _ = source.caption(item, cfg)
+        assert media.kind == "image" and media.frames.shape[0] == 1
+        colour, shape = caption.split()[1], caption.split()[2]
+        assert colour in shapes.COLOURS and caption.endswith("on black")
+        # The still shows the caption's colour: its brightest pixels are that colour.
+        frame = media.frames[0].reshape(-1, 3).astype(int)
+        lit = frame[frame.sum(axis=1) > 150]
+        assert len(lit) and np.abs(lit.mean(axis=0) - shapes.COLOURS[colour]).max() < 40, shape
+        clips, rejected = curate_media(item["id"], media, caption, cfg)
+        assert not rejected and clips[0].bucket.startswith("i")
 
 
 def test_progress_counts_ticks_from_every_pickled_copy(tmp_path):

@@ -48,3 +48,19 @@ def test_log_aspect_is_symmetric():
 def test_images_go_to_image_buckets(height, width, name):
     assert buckets.choose_image_bucket(tiny_config().buckets, height, width)["name"] == name
     assert buckets.choose_image_bucket([], height, width) is None
+
+
+def test_buckets_with_their_own_rates_take_the_longest_duration_covered():
+    """Movie Gen's fine-tuning table: 256 frames at 16 fps (16 s) or at 24 fps (10.67 s)."""
+    from mgen_jax.configs.data_build import sft_bucket_table
+    table = sft_bucket_table(aspects=((48, 48),))
+
+    def clip(seconds):  # frames a clip of `seconds` gives at a rate
+        return lambda fps: int(seconds * fps + 1e-9)
+
+    assert buckets.choose_video_bucket(table, clip(16.0), 64, 64)["name"] == "v256x48x48_16fps"
+    assert buckets.choose_video_bucket(table, clip(12.0), 64, 64)["name"] == "v256x48x48_24fps"
+    assert buckets.choose_video_bucket(table, clip(10.7), 64, 64)["fps"] == 24.0
+    assert buckets.choose_video_bucket(table, clip(10.6), 64, 64) is None  # 254 frames at 24
+    # A table without rates: the target rate for every bucket.
+    assert buckets.bucket_fps(tiny_config().buckets[0], 8.0) == 8.0

@@ -142,3 +142,22 @@ def test_same_input_same_clips():
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a.video, b.video)
         np.testing.assert_array_equal(a.phash, b.phash)
+
+
+def test_a_bucket_with_its_own_rate_resamples_the_clip_to_it():
+    """A two-rate table (as the fine-tuning set's 16 / 24 fps): the 4 s scene fills the 8 fps
+    bucket (the longest duration it covers), the 2.5 s scene the 12 fps one, each at its rate."""
+    cfg = tiny_config()
+    cfg.update(min_seconds=1.0, max_seconds=4.0)
+    cfg.buckets = [dict(name="slow", kind="video", frames=32, height=32, width=48, seconds=4.0,
+                        fps=8.0),
+                   dict(name="fast", kind="video", frames=24, height=32, width=48, seconds=2.0,
+                        fps=12.0)]
+    fps = 24.0
+    clips, rejections = curate_media("v", decode_array(_video([4.0, 2.5], fps), fps), "x", cfg)
+    assert not rejections
+    assert [(c.bucket, c.fps, c.video.shape[0]) for c in clips] == [("slow", 8.0, 32),
+                                                                     ("fast", 12.0, 24)]
+    slow, fast = (_span(c.source_id) for c in clips)
+    assert (slow[1] - slow[0]) / fps == pytest.approx(31 / 8, abs=0.5 / fps)
+    assert (fast[1] - fast[0]) / fps == pytest.approx(23 / 12, abs=0.5 / fps)
