@@ -40,8 +40,10 @@ setup(
         # Kept out of the core install: they pull pyarrow and grpc (~300 MB) into every set-up.
         "data": DATA_EXTRA,
         # torch + diffusers: reference implementations the weight converters are tested against.
+        # einops: descript-audio-codec's model modules (DAC itself is installed --no-deps by
+        # .ci/run, see there).
         "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "diffusers>=0.30",
-                 "safetensors>=0.4"] + DATA_EXTRA,
+                 "safetensors>=0.4", "einops>=0.6"] + DATA_EXTRA,
         "tpu": ["libtpu"],
     },
     entry_points={"console_scripts": ["mgen=mgen_jax.cli:main"]},

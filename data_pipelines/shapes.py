@@ -31,9 +31,10 @@ DIRECTIONS = ("left", "right", "up", "down")
 
 Combo = tuple[str, str, str]
 
-# Shape size as a fraction of min(height, width), and total displacement over
-# the clip as a fraction of the frame extent along the motion axis.
-_SIZE_RANGE = (0.30, 0.45)
+# Shape size as a fraction of min(height, width) (shapes_av.py draws from it
+# too), and total displacement over the clip as a fraction of the frame extent
+# along the motion axis.
+SIZE_RANGE = (0.30, 0.45)
 _DISPLACEMENT_RANGE = (0.38, 0.55)
 
 SHAPE_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -151,8 +152,8 @@ def parse_prompt(text: str) -> Combo | None:
     return None
 
 
-def _coverage(shape: str, left: np.ndarray, top: np.ndarray, size: float,
-              height: int, width: int) -> np.ndarray:
+def shape_coverage(shape: str, left: np.ndarray, top: np.ndarray, size: float,
+                   height: int, width: int) -> np.ndarray:
     """Fraction of each pixel covered by the shape, per frame: [T, H, W].
 
     `left`/`top` ([T]) are the shape's bounding-box corner in pixel units.
@@ -187,10 +188,7 @@ def render_clip(colour: str, shape: str, direction: str, *, frames: int, height:
         raise ValueError(f"need frames >= 2 and height, width >= 16; got {frames}x{height}x{width}")
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; expected one of {DIRECTIONS}")
-    if colour not in COLOURS:
-        raise ValueError(f"unknown colour {colour!r}; expected one of {tuple(COLOURS)}")
-    rgb = np.asarray(COLOURS[colour], np.float32)
-    size = rng.uniform(*_SIZE_RANGE) * min(height, width)
+    size = rng.uniform(*SIZE_RANGE) * min(height, width)
 
     horizontal = direction in ("left", "right")
     extent_along, extent_across = (width, height) if horizontal else (height, width)
@@ -203,5 +201,16 @@ def render_clip(colour: str, shape: str, direction: str, *, frames: int, height:
         along = room - along
     left, top = (along, across) if horizontal else (across, along)
 
-    cover = _coverage(shape, left, top, size, height, width)
+    return render_frames(colour, shape, left, top, size, height=height, width=width)
+
+
+def render_frames(colour: str, shape: str, left: np.ndarray, top: np.ndarray, size: float, *,
+                  height: int, width: int) -> np.ndarray:
+    """Paint `shape` in `colour` on black with its bounding-box corner at
+    (left[t], top[t]) pixels in frame t: uint8 [T, height, width, 3]."""
+    if colour not in COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; expected one of {tuple(COLOURS)}")
+    rgb = np.asarray(COLOURS[colour], np.float32)
+    cover = shape_coverage(shape, np.asarray(left, np.float64), np.asarray(top, np.float64),
+                           size, height, width)
     return np.round(cover[..., None] * rgb).astype(np.uint8)

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import msgpack
 import numpy as np
@@ -75,11 +76,12 @@ def shard_paths(data_dir: str | os.PathLike) -> list[str]:
     return [str(Path(data_dir) / shard["path"]) for shard in manifest["shards"]]
 
 
-def _check_same_parameters(existing: dict, parameters: dict, out_dir: Path) -> dict:
-    if existing.get("parameters") != parameters:
+def _check_same_parameters(existing: dict, parameters: dict, out_dir: Path,
+                           format_name: str) -> dict:
+    if existing.get("format") != format_name or existing.get("parameters") != parameters:
         raise ValueError(
-            f"{out_dir} already holds a Shapes dataset written with parameters "
-            f"{existing.get('parameters')}, not the requested {parameters}; "
+            f"{out_dir} already holds a {existing.get('format')} dataset written with parameters "
+            f"{existing.get('parameters')}, not the requested {format_name} with {parameters}; "
             "use another directory or delete it")
     return existing
 
@@ -97,45 +99,56 @@ def _render_record(index: int, seed: int, frames: int, height: int, width: int,
 def write_shapes_dataset(out_dir: str | os.PathLike, *, num_clips: int, num_shards: int,
                          frames: int, height: int, width: int, seed: int) -> dict:
     """Write (or find) the TRAIN split and return its manifest."""
-    out_dir = Path(out_dir)
     parameters = {"num_clips": int(num_clips), "num_shards": int(num_shards),
                   "frames": int(frames), "height": int(height), "width": int(width),
                   "seed": int(seed)}
+    combos = shapes.train_combos()
+    return write_sharded_records(
+        out_dir, format_name=FORMAT_NAME, parameters=parameters, num_records=num_clips,
+        num_shards=num_shards,
+        render_record=lambda index: _render_record(index, seed, frames, height, width, combos),
+        manifest_fields={
+            "train_combos": [list(c) for c in combos],
+            "held_out_combos": [list(c) for c in shapes.held_out_combos()],
+            "colours": {name: list(rgb) for name, rgb in shapes.COLOURS.items()},
+        })
+
+
+def write_sharded_records(out_dir: str | os.PathLike, *, format_name: str, parameters: dict,
+                          num_records: int, num_shards: int,
+                          render_record: Callable[[int], bytes], manifest_fields: dict) -> dict:
+    """Write records render_record(0 .. num_records - 1) into num_shards ArrayRecord shards
+    plus a manifest (format, parameters, counts, shard list, manifest_fields), atomically and
+    idempotently (see the module docstring); return the manifest. Shared with
+    shapes_av_writer.py."""
+    out_dir = Path(out_dir)
     if (out_dir / MANIFEST_NAME).exists():
-        return _check_same_parameters(load_manifest(out_dir), parameters, out_dir)
+        return _check_same_parameters(load_manifest(out_dir), parameters, out_dir, format_name)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists, is not empty and has no {MANIFEST_NAME}; "
                               "refusing to overwrite it")
-    if not 1 <= num_shards <= num_clips:
-        raise ValueError(f"need 1 <= num_shards <= num_clips, got {num_shards} and {num_clips}")
+    if not 1 <= num_shards <= num_records:
+        raise ValueError(f"need 1 <= num_shards <= num_clips, got {num_shards} and {num_records}")
 
-    combos = shapes.train_combos()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         shard_entries = []
-        # Contiguous index ranges: shard k holds clips [bounds[k], bounds[k+1]).
-        bounds = np.linspace(0, num_clips, num_shards + 1).round().astype(int)
+        # Contiguous index ranges: shard k holds records [bounds[k], bounds[k+1]).
+        bounds = np.linspace(0, num_records, num_shards + 1).round().astype(int)
         for shard_id in range(num_shards):
             name = f"shard-{shard_id:05d}-of-{num_shards:05d}.array_record"
             writer = ArrayRecordWriter(str(tmp_dir / name), _WRITER_OPTIONS)
             try:
                 for index in range(bounds[shard_id], bounds[shard_id + 1]):
-                    writer.write(_render_record(index, seed, frames, height, width, combos))
+                    writer.write(render_record(int(index)))
             finally:
                 writer.close()
             shard_entries.append({"path": name,
                                   "num_records": int(bounds[shard_id + 1] - bounds[shard_id])})
-        manifest = {
-            "format": FORMAT_NAME,
-            "split": "train",
-            "parameters": parameters,
-            "num_records": int(num_clips),
-            "shards": shard_entries,
-            "train_combos": [list(c) for c in combos],
-            "held_out_combos": [list(c) for c in shapes.held_out_combos()],
-            "colours": {name: list(rgb) for name, rgb in shapes.COLOURS.items()},
-        }
+        manifest = {"format": format_name, "split": "train", "parameters": parameters,
+                    "num_records": int(num_records), "shards": shard_entries,
+                    **manifest_fields}
         (tmp_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
         if out_dir.exists():  # an empty directory: rename would fail on some systems
             out_dir.rmdir()
@@ -144,7 +157,8 @@ def write_shapes_dataset(out_dir: str | os.PathLike, *, num_clips: int, num_shar
         except OSError:
             # Another writer won the race; accept its dataset if it matches.
             if (out_dir / MANIFEST_NAME).exists():
-                return _check_same_parameters(load_manifest(out_dir), parameters, out_dir)
+                return _check_same_parameters(load_manifest(out_dir), parameters, out_dir,
+                                              format_name)
             raise
     finally:
         if tmp_dir.exists():

@@ -11,6 +11,7 @@ not fit raises a ValueError naming every unmapped, missing and mis-shaped key, b
 is read. Tensors are streamed one at a time (checkpointing/lazy_state_dict.py: safetensors, .bin,
 sharded index), so host memory holds about one tensor, never the model.
 """
+import dataclasses
 import logging
 import re
 
@@ -87,6 +88,40 @@ def transformers_key(path: tuple) -> str:
     return re.sub(r"\.(kernel|scale)$", ".weight", key)
 
 
+@dataclasses.dataclass
+class TowerKeys:
+    """A CLIP checkpoint's keys sorted for one tower (see index_tower_keys)."""
+    original: dict   # key without the tower prefix -> the key as the checkpoint spells it
+    buffers: list    # saved non-persistent buffers (position_ids): never weights
+    skipped: list    # the other tower's keys of a full CLIPModel
+    problems: list   # keys present both with and without the prefix
+
+
+def index_tower_keys(keys, prefix: str, *, buffers: re.Pattern,
+                     other_tower: re.Pattern | None = None) -> TowerKeys:
+    """Index a CLIP checkpoint's keys for one tower (text or vision). Transformers spells a
+    tower's keys with its prefix (`text_model.`, `vision_model.`) or without it, depending on
+    the class and version that saved it, so parameters are looked up by their bare key; a key
+    present in both spellings is a problem. `buffers` and, for a full CLIPModel, `other_tower`
+    match keys that are deliberately left out."""
+    out = TowerKeys({}, [], [], [])
+    duplicates = []
+    for key in keys:
+        if buffers.match(key):
+            out.buffers.append(key)
+        elif other_tower is not None and other_tower.match(key):
+            out.skipped.append(key)
+        else:
+            bare = key[len(prefix):] if key.startswith(prefix) else key
+            if bare in out.original:
+                duplicates.append(f"{out.original[bare]} / {key}")
+            out.original[bare] = key
+    if duplicates:
+        out.problems.append(f"keys given both with and without '{prefix}': "
+                            + ", ".join(duplicates))
+    return out
+
+
 def convert_clip_text(state_dict, cfg, *, full_model: bool = False, mesh=None, rules=None,
                       shardings: dict | None = None) -> dict:
     """Params (nnx.to_pure_dict layout of CLIPTextTransformer(cfg)) from a transformers state
@@ -97,34 +132,21 @@ def convert_clip_text(state_dict, cfg, *, full_model: bool = False, mesh=None, r
     projection / logit_scale keys are skipped; otherwise every key must fill a parameter. Raises
     a ValueError listing every problem before reading a tensor."""
     source = as_source(state_dict)
-    original, duplicates, buffers, skipped = {}, [], [], []  # original: bare key -> key
-    for key in source.keys():
-        if _BUFFERS.match(key):
-            buffers.append(key)
-        elif full_model and _FULL_MODEL_EXTRA.match(key):
-            skipped.append(key)
-        else:
-            bare = key[len(PREFIX):] if key.startswith(PREFIX) else key
-            if bare in original:
-                duplicates.append(f"{original[bare]} / {key}")
-            original[bare] = key
-    if skipped:
+    keys = index_tower_keys(source.keys(), PREFIX, buffers=_BUFFERS,
+                            other_tower=_FULL_MODEL_EXTRA if full_model else None)
+    if keys.skipped:
         log.info("CLIP text: skipped %d keys of the full CLIPModel checkpoint (vision tower, "
-                 "projections, logit_scale)", len(skipped))
-    problems = []
-    if duplicates:
-        problems.append("keys given both with and without 'text_model.': "
-                        + ", ".join(duplicates))
+                 "projections, logit_scale)", len(keys.skipped))
 
     def key_of(path):
         bare = transformers_key(path)
-        return original.get(bare, PREFIX + bare)
+        return keys.original.get(bare, PREFIX + bare)
 
     state = nnx.state(nnx.eval_shape(lambda: CLIPTextTransformer(cfg, rngs=nnx.Rngs(0))))
     if shardings is None:
         shardings = target_shardings(state, mesh, rules)
     return stream_params("CLIP text tower", state, source, key_of, shardings=shardings,
-                         skip=buffers + skipped, problems=problems)
+                         skip=keys.buffers + keys.skipped, problems=keys.problems)
 
 
 def load_clip_text(path: str, *, weights: str | None = None, mesh=None, rules=None,

@@ -29,6 +29,49 @@ DIT_PRESETS = Registry("DiT size", "", {
                       max_positions=(32, 96, 96)), "Movie Gen's 30B backbone (29.36 B)"),
 })
 
+# Movie Gen Audio's DiT (models/audio/audio_dit.py). Paper: 36 layers, attention / FFN 4608 /
+# 18432, 13B without the encoders and the DAC-VAE; heads of 128 (as the video model) are ours.
+# max_frames: the learned position table over 25 Hz latent frames; 13b: 30.72 s, the paper's
+# <= 30 s clips, and a length 256 divides (the sequence splits over 'context' x 'tensor').
+AUDIO_DIT_PRESETS = Registry("audio DiT size", "", {
+    "tiny": Entry(dict(width=120, depth=4, num_heads=5, mlp_dim=480, max_frames=128),
+                  "tests and the audio-visual quickstart (5.1 s windows)"),
+    "13b": Entry(dict(width=4608, depth=36, num_heads=36, mlp_dim=18432, max_frames=768),
+                 "Movie Gen Audio (12.44 B with T5-base and MetaCLIP inputs)"),
+})
+
+# Movie Gen Audio's audio autoencoder (models/audio/dac_vae.py): the Descript Audio Codec's
+# encoder/decoder with a VAE bottleneck in place of its RVQ. Keys keep DAC's constructor names.
+DAC_VAE_PRESETS = Registry("DAC-VAE size", "", {
+    # 16 kHz -> 25 Hz latents (hop 640): the paper's latent rate at a third of its sample rate;
+    # odd feature and latent widths so shape bugs show.
+    "tiny": Entry(dict(sample_rate=16000, encoder_dim=4, encoder_rates=(2, 4, 8, 10),
+                       feature_dim=31, latent_channels=15, decoder_dim=48,
+                       decoder_rates=(10, 8, 4, 2)),
+                  "tests and the audio-visual quickstart: 16 kHz -> 25 Hz latents (0.15 M)"),
+    # 48 kHz -> 25 Hz, 128 channels (hop 1920 = 4 * 6 * 8 * 10); DAC's 44 kHz widths. Even
+    # strides keep the decoder's output exactly hop * latent frames (an odd stride makes DAC's
+    # transposed conv one sample short).
+    "paper": Entry(dict(sample_rate=48000, encoder_dim=64, encoder_rates=(4, 6, 8, 10),
+                        feature_dim=1024, latent_channels=128, decoder_dim=1536,
+                        decoder_rates=(10, 8, 6, 4)),
+                   "Movie Gen Audio: 48 kHz -> 25 Hz, 128 channels (84.2 M)"),
+})
+
+# CLIP vision towers (models/vision/clip_vision.py): Movie Gen Audio's per-frame video features.
+CLIP_VISION_PRESETS = Registry("CLIP vision tower", "", {
+    # MetaCLIP ViT-H/14 image tower (facebook/metaclip-h14-fullcc2.5b): 32 layers of width 1280,
+    # 16 patches of 14 px per side at 224 px, projection 1024.
+    "metaclip_h14": Entry(dict(hidden_size=1280, intermediate_size=5120, num_layers=32,
+                               num_heads=16, patch_size=14, image_size=224, projection_dim=1024,
+                               hidden_act="gelu"), "Movie Gen Audio's video features (632 M)"),
+    # Odd sizes (5 x 5 patches of 7 px, 5 heads of 8, projection 23) so transposed or mis-split
+    # weights cannot line up by accident.
+    "tiny": Entry(dict(hidden_size=40, intermediate_size=72, num_layers=2, num_heads=5,
+                       patch_size=7, image_size=35, projection_dim=23, hidden_act="quick_gelu"),
+                  "tests"),
+})
+
 # -- model code ----------------------------------------------------------------------------------
 # per_shard: a kernel the SPMD partitioner cannot split (Pallas) or splits badly (scans over the
 # sequence): on a mesh it runs per shard under shard_map (models/attention/context_parallel/).
@@ -130,6 +173,8 @@ SCHEDULES = Registry("sampling schedule", "mgen_jax.flow", {
 
 SAMPLERS = Registry("ODE sampler", "mgen_jax.flow", {
     "euler": Entry("mgen_jax.flow.samplers:euler_sample", "first-order Euler (Movie Gen)"),
+    "midpoint": Entry("mgen_jax.flow.samplers:midpoint_sample",
+                      "second-order explicit midpoint, 2 evaluations per step (Movie Gen Audio)"),
 })
 
 # -- data, jobs, tools ---------------------------------------------------------------------------
@@ -172,6 +217,8 @@ BENCHMARKS = Registry("benchmark", ("mgen_jax.benchmarks", "mgen_jax.inference")
 
 ALL = {"dit.size": DIT_PRESETS, "dit.attention": ATTENTION_BACKENDS,
        "dit.context_parallel": CONTEXT_PARALLEL, "dit.remat": REMAT_POLICIES,
+       "audio_dit.size": AUDIO_DIT_PRESETS, "dac_vae.size": DAC_VAE_PRESETS,
+       "vision.preset": CLIP_VISION_PRESETS,
        "text.encoders.*.kind": TEXT_ENCODER_KINDS, "--encoder": TEXT_ENCODERS,
        "mesh.rules": MESH_RULES, "flow.schedule": SCHEDULES, "flow.sampler": SAMPLERS,
        "<phase>_optimizer.schedule": LR_SCHEDULES,

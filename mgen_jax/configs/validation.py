@@ -3,6 +3,7 @@ from typing import Any
 
 import ml_collections
 
+from mgen_jax.configs.dit import BLOCK_STYLES
 from mgen_jax.configs.mesh import MESH_AXES
 from mgen_jax.configs.optimizer import LR_SCHEDULES
 from mgen_jax.configs.registries import (ATTENTION_BACKENDS, CONTEXT_PARALLEL, DATA_SOURCES,
@@ -144,6 +145,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for axis, n, limit in zip("thw", grid, dit.max_positions):
         _require(n <= limit, "dit.max_positions",
                  f"{n} latent {axis}-patches exceed the {axis} position table of {limit}")
+    _require(dit.block_style in BLOCK_STYLES, "dit.block_style",
+             f"{dit.block_style!r}: choose one of {', '.join(BLOCK_STYLES)}")
     _require(dit.width % dit.num_heads == 0, "dit.num_heads",
              f"{dit.num_heads} heads do not divide width {dit.width}")
     _require(dit.scan_unroll >= 1 and dit.depth % dit.scan_unroll == 0, "dit.scan_unroll",
@@ -218,10 +221,6 @@ def _validate_observability(cfg, phase: str) -> None:
     if t.validate_every or t.sample_every:
         _require(phase == "dit" and cfg.job == "text_to_video", key,
                  "validate_every / sample_every: the text_to_video job's DiT phase only")
-    _require(cfg.data.source != "records" or not (t.validate_every or t.validation_clips),
-             f"{key}.validate_every", "the held-out set is the last records of a Shapes-style "
-             "dataset; data.source=records has none yet: set validate_every and "
-             "validation_clips to 0")
     if t.validate_every:
         _require(t.validation_clips >= t.batch_size, f"{key}.validation_clips",
                  f"{t.validation_clips} must hold at least one batch of {key}.batch_size = "

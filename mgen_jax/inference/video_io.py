@@ -25,7 +25,8 @@ _SHEET_BACKGROUND = (24, 24, 24)
 _LABEL_COLOUR = (235, 235, 235)
 
 
-def _as_video(frames: np.ndarray) -> np.ndarray:
+def as_video(frames: np.ndarray) -> np.ndarray:
+    """The frames as a uint8 array [T, H, W, 3], or a ValueError saying what they are."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -39,6 +40,40 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
 
 
+def frame_rate(fps) -> Fraction:
+    """The exact rate written for `fps` (29.97 -> 30000/1001)."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+def add_h264_stream(container: av.container.OutputContainer, frames: np.ndarray, fps,
+                    *, scale: int = 1, crf: int = 18
+                    ) -> tuple[av.video.stream.VideoStream, np.ndarray]:
+    """Add an H.264 (libx264, yuv420p) stream for uint8 frames [T, H, W, 3] to an output
+    container opened by PyAV: frames are upscaled by `scale`, padded to even sizes (the
+    unpadded size goes into the container's `comment` tag, where `read_mp4` finds it).
+    Returns the stream and the frames to encode (see `rgb_frames`)."""
+    frames = _upscale(as_video(frames), int(scale))
+    height, width = frames.shape[1:3]
+    # Pad to even sizes by edge replication so the padding is inconspicuous.
+    padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    container.metadata["comment"] = f"mgen_jax size={width}x{height}"
+    stream = container.add_stream("libx264", rate=frame_rate(fps))
+    stream.width, stream.height = padded.shape[2], padded.shape[1]
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": str(crf)}
+    return stream, padded
+
+
+def rgb_frames(frames: np.ndarray, stream: av.video.stream.VideoStream):
+    """uint8 frames [T, H, W, 3] as av.VideoFrames timestamped 0, 1, 2, ... in units of one
+    frame of `stream` (explicit timestamps let a muxer interleave them with other streams)."""
+    time_base = 1 / stream.average_rate
+    for index, frame in enumerate(frames):
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts, video_frame.time_base = index, time_base
+        yield video_frame
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 16, *,
               scale: int = 1, crf: int = 18) -> None:
     """Encode uint8 frames [T, H, W, 3] as H.264 (libx264, yuv420p).
@@ -46,18 +81,11 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 16, *,
     `scale` upscales by an integer factor first; `crf` is x264's quality
     (0 lossless luma, 18 visually near-lossless, 23 x264's default).
     """
-    frames = _upscale(_as_video(frames), int(scale))
-    height, width = frames.shape[1:3]
-    # Pad to even sizes by edge replication so the padding is inconspicuous.
-    padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    frames = as_video(frames)  # before the file is created
     with av.open(str(path), mode="w") as container:
-        container.metadata["comment"] = f"mgen_jax size={width}x{height}"
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = padded.shape[2], padded.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for frame in padded:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        stream, padded = add_h264_stream(container, frames, fps, scale=scale, crf=crf)
+        for frame in rgb_frames(padded, stream):
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())  # flush buffered frames
 
 
@@ -98,7 +126,7 @@ def write_contact_sheet(path_png: str | os.PathLike, videos: Sequence[np.ndarray
                          f"{len(labels)} labels")
     strips = []
     for video in videos:
-        video = _as_video(video)
+        video = as_video(video)
         picks = np.linspace(0, video.shape[0] - 1, frames_per_video).round().astype(int)
         strips.append(_upscale(video[picks], int(scale)))
     rows = [strips[i:i + videos_per_row] for i in range(0, len(strips), videos_per_row)]

@@ -176,3 +176,28 @@ def test_three_encoder_dit_uses_every_encoder_and_ignores_their_padding():
                                    atol=1e-6)
     with pytest.raises(ValueError, match="metaclip"):
         model(latents, t, {k: v for k, v in text.items() if k != "metaclip"}, mask)
+
+
+def test_dit_block_style_is_the_papers_dit_arm_and_its_flops_count_two_ffn_matrices():
+    """block_style="dit" (Table 9's DiT arm, Movie Gen Audio's block): LayerNorm, a 2-matrix GELU
+    MLP and biases, same width; the analytic FFN FLOPs follow the matrices it has."""
+    from mgen_jax.configs.loading import load_config
+    from mgen_jax.models.builders import build_dit
+    from mgen_jax.models.dit.flops import dit_train_flops
+
+    llama = load_config("experiments/quickstart.py:smoke")
+    dit = load_config("experiments/quickstart.py:smoke", ["dit.block_style=dit"])
+    w, f, depth = llama.dit.width, llama.dit.mlp_dim, llama.dit.depth
+
+    def ffn_size(cfg):
+        flat, _ = jax.tree_util.tree_flatten_with_path(build_dit(cfg).abstract_params())
+        return sum(int(np.prod(v.shape)) for path, v in flat if "ffn" in jax.tree_util.keystr(path))
+
+    size = {"llama": ffn_size(llama), "dit": ffn_size(dit)}
+    assert size["llama"] == depth * 3 * w * f
+    assert size["dit"] == depth * (2 * w * f + f + w)  # up, down and their biases
+    parts = {s: dit_train_flops(c, batch_size=1)["parts"]["ffn"] for s, c in (("llama", llama),
+                                                                           ("dit", dit))}
+    assert parts["dit"] * 3 == parts["llama"] * 2
+    with pytest.raises(Exception, match="block_style"):
+        load_config("experiments/quickstart.py:smoke", ["dit.block_style=gpt"])

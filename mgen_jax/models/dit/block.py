@@ -8,15 +8,21 @@
 (b, s, g) come from the shared timestep modulation plus this layer's learned table. A packed
 sequence holds several clips (segments), each with its own timestep and prompt: modulation is
 then per segment and gathered per token, and attention is block-diagonal over segments.
+
+`cfg.block_style` picks the two arms of the paper's Llama-vs-DiT ablation (Table 9), which share
+adaLN, cross-attention and bidirectional attention and differ only in norm, FFN and biases:
+    "llama" (default)  RMSNorm, SwiGLU FFN, no biases             (Movie Gen Video)
+    "dit"              LayerNorm, GELU MLP, biases on every Linear (Movie Gen Audio, spec 6.4)
 """
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
+from mgen_jax.configs.dit import BLOCK_STYLES
 from mgen_jax.models.attention import dot_product_attention, resolve_backend, runs_per_shard
 from mgen_jax.models.dit.remat import ATTENTION_OUT
-from mgen_jax.models.layers import Dense, RMSNorm, param
+from mgen_jax.models.layers import Dense, LayerNorm, RMSNorm, param
 from mgen_jax.models.attention.context_parallel import context_parallel_attention
 from mgen_jax.models.attention.context_parallel.per_shard import per_shard_attention
 from mgen_jax.parallel.logical_rules import active_sharding, constrain
@@ -52,12 +58,13 @@ def attention(q, k, v, key_mask, segment_ids, *, backend: str, context_parallel:
 
 class MultiHeadAttention(nnx.Module):
     def __init__(self, width: int, num_heads: int, *, kv_width: int | None = None,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+                 use_bias: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
         kv_width = kv_width or width
-        self.q = Dense(width, width, axes=("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.k = Dense(kv_width, width, axes=("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.v = Dense(kv_width, width, axes=("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.o = Dense(width, width, axes=("heads", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
+        kw = dict(use_bias=use_bias, dtype=dtype, rngs=rngs)
+        self.q = Dense(width, width, axes=("embed", "heads"), **kw)
+        self.k = Dense(kv_width, width, axes=("embed", "heads"), **kw)
+        self.v = Dense(kv_width, width, axes=("embed", "heads"), **kw)
+        self.o = Dense(width, width, axes=("heads", "embed"), **kw)
         self.num_heads = num_heads
 
     def heads(self, t: jax.Array, sequence: str = "act_seq") -> jax.Array:
@@ -84,6 +91,34 @@ class SwiGLU(nnx.Module):
         return self.down(h)
 
 
+class GeluMLP(nnx.Module):
+    """DiT's FFN: Linear -> GELU (tanh approximation, as DiT) -> Linear, with biases."""
+
+    def __init__(self, width: int, hidden: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.up = Dense(width, hidden, axes=("embed", "mlp"), dtype=dtype, rngs=rngs)
+        self.down = Dense(hidden, width, axes=("mlp", "embed"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = jax.nn.gelu(self.up(x), approximate=True)
+        return self.down(constrain(h, ("act_batch", "act_seq", "act_mlp")))
+
+
+def block_style(cfg) -> str:
+    """cfg.block_style, "llama" when the config predates the key; unknown names fail."""
+    style = cfg.get("block_style", "llama")
+    if style not in BLOCK_STYLES:
+        raise ValueError(f"block_style {style!r} unknown; choose one of {', '.join(BLOCK_STYLES)}")
+    return style
+
+
+def block_norm(cfg, width: int, *, affine: bool, rngs: nnx.Rngs):
+    """The style's norm: RMSNorm (llama) or LayerNorm (dit); `affine` adds its learned scale
+    (and LayerNorm's bias). Modulated norms have none: adaLN supplies scale and shift."""
+    if block_style(cfg) == "llama":
+        return RMSNorm(width, eps=cfg.norm_eps, use_scale=affine, rngs=rngs)
+    return LayerNorm(width, eps=cfg.norm_eps, use_affine=affine, rngs=rngs)
+
+
 def per_token(modulation: jax.Array, token_segments: jax.Array | None) -> jax.Array:
     """[B, S, K, W] per-segment values -> [B, N or 1, K, W] per token (broadcast if unpacked)."""
     if token_segments is None:
@@ -95,15 +130,16 @@ def per_token(modulation: jax.Array, token_segments: jax.Array | None) -> jax.Ar
 
 class TransformerBlock(nnx.Module):
     def __init__(self, cfg, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        w = cfg.width
+        w, dit = cfg.width, block_style(cfg) == "dit"
+        # Creation order fixes the parameter RNG streams: keep it (llama checkpoints and tests).
         self.modulation_table = param(rngs, nnx.initializers.zeros, (NUM_MODULATIONS, w),
                                       ("norm", "embed"))
-        self.attn_norm = RMSNorm(w, eps=cfg.norm_eps, use_scale=False, rngs=rngs)
-        self.self_attn = MultiHeadAttention(w, cfg.num_heads, dtype=dtype, rngs=rngs)
-        self.cross_norm = RMSNorm(w, eps=cfg.norm_eps, rngs=rngs)
-        self.cross_attn = MultiHeadAttention(w, cfg.num_heads, dtype=dtype, rngs=rngs)
-        self.ffn_norm = RMSNorm(w, eps=cfg.norm_eps, use_scale=False, rngs=rngs)
-        self.ffn = SwiGLU(w, cfg.mlp_dim, dtype=dtype, rngs=rngs)
+        self.attn_norm = block_norm(cfg, w, affine=False, rngs=rngs)
+        self.self_attn = MultiHeadAttention(w, cfg.num_heads, use_bias=dit, dtype=dtype, rngs=rngs)
+        self.cross_norm = block_norm(cfg, w, affine=True, rngs=rngs)
+        self.cross_attn = MultiHeadAttention(w, cfg.num_heads, use_bias=dit, dtype=dtype, rngs=rngs)
+        self.ffn_norm = block_norm(cfg, w, affine=False, rngs=rngs)
+        self.ffn = (GeluMLP if dit else SwiGLU)(w, cfg.mlp_dim, dtype=dtype, rngs=rngs)
         self.backend, self.context_parallel = cfg.attention, cfg.context_parallel
 
     def __call__(self, x, pos, modulation, text, text_mask, token_segments=None,

@@ -33,6 +33,12 @@ def token_grid(cfg) -> tuple[int, int, int]:
             cfg.data.width // s // pw)
 
 
+def ffn_matrices(dit_cfg) -> int:
+    """Weight matrices of one block's FFN: SwiGLU's gate, up and down (llama); the DiT arm's
+    GELU MLP has up and down."""
+    return 2 if dit_cfg.get("block_style", "llama") == "dit" else 3
+
+
 def dit_train_flops(cfg, batch_size: int | None = None, grid: tuple | None = None) -> dict:
     """Model FLOPs of one train step of the DiT on cfg's data shape (or a (t, h, w) token grid:
     one bucket's), by component.
@@ -52,7 +58,7 @@ def dit_train_flops(cfg, batch_size: int | None = None, grid: tuple | None = Non
         "self_attention_qkvo": 6 * 4 * w * w * n * depth * b,
         "cross_attention_qo": 6 * 2 * w * w * n * depth * b,
         "cross_attention_kv": 6 * 2 * w * w * length * depth * b,
-        "ffn": 6 * 3 * w * f * n * depth * b,
+        "ffn": 6 * ffn_matrices(d) * w * f * n * depth * b,
         "patch_embed": 6 * p * w * n * b,
         "final_projection": 6 * w * p * n * b,
         "text_projection": 6 * sum(n * dim for n, dim in shapes.values()) * w * b,

@@ -1,8 +1,8 @@
 """The Movie Gen flow-matching transformer: latents + t + text -> velocity.
 
 Blocks are created stacked (leading 'layers' axis) and run with lax.scan over their state (with a
-named remat policy, models/dit/remat.py, and an unroll factor); `scan_layers=False` runs the same
-stacked weights in a Python loop for debugging.
+named remat policy, models/dit/remat.py, and an unroll factor; models/dit/stack.py, shared with the
+audio DiT); `scan_layers=False` runs the same stacked weights in a Python loop for debugging.
 
 Two entry points share one body:
   * `__call__(latents, t, text, text_mask)`: a batch of same-shape clips;
@@ -16,28 +16,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgen_jax.models.dit.block import NUM_MODULATIONS, RESIDUAL, TransformerBlock, per_token
+from mgen_jax.models.dit.block import NUM_MODULATIONS, RESIDUAL, per_token
 from mgen_jax.models.dit.embeddings import (FactorizedPositions, TimestepEmbedder, patchify,
                                             unpatchify)
-from mgen_jax.models.dit.remat import apply_remat
+from mgen_jax.models.dit.stack import run_blocks, stack_blocks
 from mgen_jax.models.layers import Dense, RMSNorm
 from mgen_jax.models.text.conditioner import TextConditioner
 from mgen_jax.parallel.logical_rules import constrain
-
-
-def _stack_blocks(cfg, dtype, rngs: nnx.Rngs) -> TransformerBlock:
-    """cfg.depth blocks with parameters stacked on a leading 'layers' axis."""
-    keys = jax.random.split(rngs.params(), cfg.depth)
-
-    @nnx.vmap(in_axes=0, out_axes=0)
-    def create(key):
-        return TransformerBlock(cfg, dtype=dtype, rngs=nnx.Rngs(params=key))
-
-    blocks = create(keys)
-    for _, var in nnx.iter_graph(blocks):
-        if isinstance(var, nnx.Variable):
-            var.set_metadata("logical_axes", ("layers",) + tuple(var.get_metadata()["logical_axes"]))
-    return blocks
 
 
 class DiffusionTransformer(nnx.Module):
@@ -55,7 +40,7 @@ class DiffusionTransformer(nnx.Module):
         self.modulation = Dense(w, NUM_MODULATIONS * w, axes=("embed", "mlp"),
                                 kernel_init=nnx.initializers.zeros, rngs=rngs)
         self.conditioner = TextConditioner(tuple(text_dims), w, rngs=rngs)
-        self.blocks = _stack_blocks(cfg, dtype, rngs)
+        self.blocks = stack_blocks(cfg, dtype, rngs=rngs)
         self.final_norm = RMSNorm(w, eps=cfg.norm_eps, use_scale=False, rngs=rngs)
         self.final_modulation = Dense(w, 2 * w, axes=("embed", "mlp"),
                                       kernel_init=nnx.initializers.zeros, rngs=rngs)
@@ -67,20 +52,6 @@ class DiffusionTransformer(nnx.Module):
         pt, ph, pw = self.cfg.patch_size
         return t // pt, h // ph, w // pw
 
-    def _run_blocks(self, x, *args):
-        graphdef, stacked = nnx.split(self.blocks)
-
-        def body(carry, layer_state):
-            return nnx.merge(graphdef, layer_state)(carry, *args), None
-
-        body = apply_remat(body, self.cfg.remat)
-        if self.cfg.scan_layers:
-            x, _ = jax.lax.scan(body, x, stacked, unroll=self.cfg.scan_unroll)
-        else:
-            for i in range(self.cfg.depth):
-                x, _ = body(x, jax.tree.map(lambda a: a[i], stacked))
-        return x
-
     def _forward_tokens(self, tokens, pos, t, context, context_mask, token_segments=None,
                         text_segments=None):
         """tokens [B, N, patch_dim], pos [1|B, N, W], t [B, S], context [B, L, W] (the
@@ -89,8 +60,8 @@ class DiffusionTransformer(nnx.Module):
         x = constrain(self.patch_embed(tokens), RESIDUAL)
         t_emb = self.timestep(t.reshape(-1)).reshape(b, s, -1)
         modulation = self.modulation(jax.nn.silu(t_emb)).reshape(b, s, NUM_MODULATIONS, -1)
-        x = self._run_blocks(x, pos, modulation.astype(jnp.float32), context.astype(self.dtype),
-                             context_mask, token_segments, text_segments)
+        x = run_blocks(self.blocks, self.cfg, x, pos, modulation.astype(jnp.float32),
+                       context.astype(self.dtype), context_mask, token_segments, text_segments)
         final = self.final_modulation(jax.nn.silu(t_emb)).reshape(b, s, 2, -1)
         final = per_token(final, token_segments)
         x = self.final_norm(x) * (1 + final[:, :, 1]) + final[:, :, 0]

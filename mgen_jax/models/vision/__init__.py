@@ -1,0 +1,1 @@
+"""Vision encoders: the CLIP / MetaCLIP image tower (clip_vision.py), per-frame video features."""
