@@ -172,9 +172,12 @@ SCHEDULES = Registry("sampling schedule", "mgen_jax.flow", {
 })
 
 SAMPLERS = Registry("ODE sampler", "mgen_jax.flow", {
-    "euler": Entry("mgen_jax.flow.samplers:euler_sample", "first-order Euler (Movie Gen)"),
+    # meta evaluations_per_step: model forwards per step (`mgen plan --mode=sample` times them).
+    "euler": Entry("mgen_jax.flow.samplers:euler_sample", "first-order Euler (Movie Gen)",
+                   {"evaluations_per_step": 1}),
     "midpoint": Entry("mgen_jax.flow.samplers:midpoint_sample",
-                      "second-order explicit midpoint, 2 evaluations per step (Movie Gen Audio)"),
+                      "second-order explicit midpoint, 2 evaluations per step (Movie Gen Audio)",
+                      {"evaluations_per_step": 2}),
 })
 
 # -- data, jobs, tools ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from mgen_jax.configs.registries import SAMPLERS
 from mgen_jax.configs.tae import latent_frames, spatial_compression
 from mgen_jax.configs.text import text_shapes
 from mgen_jax.planning.plan import (_GIB, _cost, _per_device_bytes as _per_device, _si,
@@ -263,6 +264,8 @@ def plan_sample(cfg, topology: str, *, videos: int | None = None, correct_scan: 
     mesh = build_mesh(cfg.mesh, devices)
     rules = rules_from_preset(cfg.mesh.rules)
     steps = int(cfg.flow.sample_steps)  # what TextToVideo.generate uses by default
+    # Model forwards per step: Euler one, midpoint two (the compiled "step" is one forward).
+    forwards = int(SAMPLERS.entry(cfg.flow.sampler).meta.get("evaluations_per_step", 1))
 
     # 3. text encoders (first: their output dtype is what the DiT step receives)
     text = None
@@ -385,7 +388,7 @@ def plan_sample(cfg, topology: str, *, videos: int | None = None, correct_scan: 
     per_call, per_video = None, None
     text_s = text_part.get("seconds_per_call") or 0.0
     if step_seconds is not None and decode["seconds_per_call"] is not None:
-        per_call = steps * step_seconds + decode["seconds_per_call"] + text_s
+        per_call = steps * forwards * step_seconds + decode["seconds_per_call"] + text_s
         per_video = per_call / videos
     resident = (dit_memory["argument_bytes"] + decode["memory_per_device"]["argument_bytes"]
                 + (text_part["memory_per_device"]["argument_bytes"] if text else 0))
@@ -396,6 +399,7 @@ def plan_sample(cfg, topology: str, *, videos: int | None = None, correct_scan: 
                  + (" + the Pallas attention core at peak" if hidden_core else "")
                  + "), NOT measurements",
         "steps": steps, "steps_from": "cfg.flow.sample_steps (TextToVideo.generate's default)",
+        "sampler": cfg.flow.sampler, "forwards_per_step": forwards,
         "videos_per_call": videos,
         "step_seconds": step_seconds,
         "decode_seconds_per_call": decode["seconds_per_call"],
@@ -515,7 +519,8 @@ def format_sample_plan(plan: dict) -> str:
     r = plan["resident_memory_estimate"]
     rows.append(("whole program", f"~{r['gib']:.2f} GiB/chip ({100 * r['fraction_of_hbm']:.1f}%) "
                                   "all params resident + largest temporaries (estimate)"))
-    rows.append(("seconds/video", f"{t['steps']} steps x {sec(t['step_seconds'])} + decode "
+    rows.append(("seconds/video", f"{t['steps']} steps x {t['forwards_per_step']} x "
+                                  f"{sec(t['step_seconds'])} + decode "
                                   f"{sec(t['decode_seconds_per_call'])} + text "
                                   f"{sec(t['text_seconds_per_call'])} = "
                                   f"{sec(t['seconds_per_call'])} per call / {t['videos_per_call']}"

@@ -138,12 +138,20 @@ def test_seconds_per_video_adds_up(sample):
     assert t["decode_seconds_per_call"] > 0 and t["text_seconds_per_call"] > 0
     assert t["decode_seconds_per_call"] == pytest.approx(
         sample["tae_decode"]["rounds"] * sample["tae_decode"]["seconds_per_video"])
+    assert (t["sampler"], t["forwards_per_step"]) == ("euler", 1)  # midpoint: 2 forwards
     assert t["seconds_per_call"] == pytest.approx(
-        t["steps"] * t["step_seconds"] + t["decode_seconds_per_call"] + t["text_seconds_per_call"])
+        t["steps"] * t["forwards_per_step"] * t["step_seconds"] + t["decode_seconds_per_call"]
+        + t["text_seconds_per_call"])
     assert t["seconds_per_video"] == pytest.approx(t["seconds_per_call"] / t["videos_per_call"])
     text = format_sample_plan(sample)
     assert "not a measurement" in text and "seconds/video" in text
     assert "DiT batch 8 (cond + uncond)" in text
+
+
+def test_every_sampler_says_how_many_forwards_a_step_takes():
+    from mgen_jax.configs.registries import SAMPLERS
+    forwards = {n: SAMPLERS.entry(n).meta["evaluations_per_step"] for n in SAMPLERS.names()}
+    assert forwards == {"euler": 1, "midpoint": 2}
 
 
 def test_decode_tiles_of_the_768px_stage():
