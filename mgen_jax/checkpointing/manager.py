@@ -28,6 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from mgen_jax.parallel.distributed import barrier
+
 
 class DamagedCheckpointError(ValueError):
     """No checkpoint of a phase can be restored (a ValueError: the CLI reports it in one line)."""
@@ -179,7 +181,7 @@ class PhaseCheckpointer:
                     os.replace(src, dst)
                     _report(f"moved damaged checkpoint step {step} to {dst}")
         if jax.process_count() > 1:
-            multihost_utils.sync_global_devices(f"set_aside:{self.directory}")
+            barrier(f"set_aside:{self.directory}")
         self.manager.reload()
 
     def read_meta(self, step: int) -> dict:
@@ -194,6 +196,7 @@ class PhaseCheckpointer:
 def _all_processes_agree(ok: bool) -> bool:
     if jax.process_count() == 1:
         return ok
+    barrier("checkpoint: every process checked")  # processes arrive far apart; see barrier()
     return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
 
 

@@ -12,11 +12,12 @@ Where the processes come from, first match wins:
   4. otherwise one process.
 A coordinator of "auto" asks JAX to detect the cluster (TPU, Slurm, Open MPI) itself.
 """
+import itertools
 import os
 
 import jax
 import jax.extend.backend
-from jax.experimental import multihost_utils
+from orbax.checkpoint import multihost as orbax_multihost
 
 ENV_COORDINATOR = "MGEN_COORDINATOR"
 ENV_NUM_PROCESSES = "MGEN_NUM_PROCESSES"
@@ -26,6 +27,13 @@ AUTO = "auto"
 # Set by the TPU runtime on every host of a multi-host slice: a comma-separated host list.
 TPU_HOSTS_ENV = ("TPU_PROCESS_ADDRESSES", "TPU_WORKER_HOSTNAMES")
 MULTISLICE_ENV = "MEGASCALE_COORDINATOR_ADDRESS"
+
+# How long a barrier waits for the slowest process (process 0 may be writing a dataset or
+# encoding latents meanwhile).
+BARRIER_TIMEOUT_S = 3 * 3600
+# Every process passes the same barriers in the same order: a running count makes each
+# barrier's key unique, as the coordination service wants, even when a name repeats.
+_barrier_count = itertools.count()
 
 
 def _env_int(name: str) -> int | None:
@@ -103,10 +111,43 @@ def is_coordinator() -> bool:
     return jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-    """Wait until every process reaches the barrier `name` (a no-op for one process)."""
+def barrier(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Wait until every process reaches the barrier `name` (a no-op for one process).
+
+    Through the coordination service (Orbax's barrier function), not a device collective: on
+    CPU a collective's first run opens a gloo context that waits only 30 s for the other
+    processes, too short when one of them is still writing data or compiling."""
     if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
+        key = f"{next(_barrier_count)}: {name}"
+        orbax_multihost.get_barrier_sync_fn()(key=key, timeout_ms=int(timeout_s * 1000))
+
+
+def compile_together(fn, *args, name: str) -> None:
+    """Before the first run of a jitted multi-process program: compile it here (jit's cache
+    keeps the executable for the call that follows), then wait for every process to have done
+    the same. Processes compile at different speeds; without this the fastest one starts the
+    program's collectives while another is still compiling, and on CPU gloo gives up after
+    30 s. A no-op for one process or a function that is not jitted."""
+    if jax.process_count() > 1 and hasattr(fn, "lower"):
+        fn.lower(*args).compile()
+        barrier(f"compiled: {name}")
+
+
+class CompiledTogether:
+    """A jitted function whose first call goes through compile_together (every later call is
+    the function's own); anything else (`.lower`, ...) is the function's."""
+
+    def __init__(self, fn, name: str):
+        self.fn, self.name, self.compiled = fn, name, False
+
+    def __call__(self, *args):
+        if not self.compiled:
+            compile_together(self.fn, *args, name=self.name)
+            self.compiled = True
+        return self.fn(*args)
+
+    def __getattr__(self, attr):
+        return getattr(self.fn, attr)
 
 
 def continue_alone() -> bool:

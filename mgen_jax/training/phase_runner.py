@@ -16,7 +16,7 @@ from data_pipelines.sources import prepare_data
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.checkpointing.stage_init import find_source
 from mgen_jax.configs.tae import latent_frames, spatial_compression
-from mgen_jax.parallel.distributed import barrier, is_coordinator
+from mgen_jax.parallel.distributed import CompiledTogether, barrier, is_coordinator
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.training.init_from import initial_train_state
@@ -169,9 +169,10 @@ def train_phase(ctx: JobContext, *, phase: str, model, train_cfg, optimizer_cfg,
     batch_sh = batch_shardings(ctx.mesh, ctx.rules, example_batch)
     extra = () if frozen is None else (frozen,)
 
-    def jit(step_fn):
-        return jit_train_step(step_fn, ctx.mesh, ctx.rules, state_sh, batch_sh,
-                              () if frozen is None else (frozen_shardings,))
+    def jit(step_fn):  # each program compiled on every process before any process runs it
+        return CompiledTogether(
+            jit_train_step(step_fn, ctx.mesh, ctx.rules, state_sh, batch_sh,
+                           () if frozen is None else (frozen_shardings,)), f"{phase} step")
 
     step_fn = make_step(optimizer)
     jitted = jit(step_fn) if compile_steps is None else compile_steps(step_fn, jit)

@@ -4,7 +4,6 @@ DiT phase never runs the TAE encoder. Also the text cache behind `mgen data prec
 from typing import Callable
 
 import jax
-from jax.experimental import multihost_utils
 
 from data_pipelines.precompute_latents import (finalize_latents_manifest, precompute_latents,
                                                remove_stale_latents)
@@ -15,6 +14,7 @@ from mgen_jax.configs.text import text_fingerprint
 from mgen_jax.models.builders import build_tae, build_text_encoders
 from mgen_jax.models.tae.video_range import video_to_float
 from mgen_jax.models.text.text_inputs import token_fields, tokenize_prompts
+from mgen_jax.parallel.distributed import barrier
 from mgen_jax.parallel.sharding import replicated
 from mgen_jax.training.phase_runner import JobContext
 from mgen_jax.workdir import latents_dir, text_cache_dir
@@ -68,13 +68,13 @@ def encode_latents(ctx: JobContext, tae_params, tae_step: int) -> dict:
     if multi:
         if jax.process_index() == 0:
             remove_stale_latents(ctx.data_dir, out_dir, fingerprint)
-        multihost_utils.sync_global_devices("latents: stale output removed")
+        barrier("latents: stale output removed")
     manifest = precompute_latents(
         ctx.data_dir, out_dir, encode=latent_encoder(cfg, tae_params), text_fields=text_fields,
         batch_size=32, fingerprint=fingerprint, process_index=jax.process_index(),
         process_count=jax.process_count())
     if multi:
-        multihost_utils.sync_global_devices("latents")
+        barrier("latents")
         manifest = finalize_latents_manifest(out_dir, load_video_manifest(ctx.data_dir),
                                              write=jax.process_index() == 0)
     return manifest

@@ -11,6 +11,7 @@ from mgen_jax.flow.path import interpolate, velocity_target
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.tae.latent_scaling import normalize_latents
 from mgen_jax.models.text.text_inputs import split_fields
+from mgen_jax.parallel.distributed import compile_together
 from mgen_jax.parallel.logical_rules import activation_sharding
 from mgen_jax.training.metrics import MetricsWriter
 
@@ -71,6 +72,7 @@ class ValidationHook:
             with activation_sharding(mesh, rules):
                 return loss_fn(*args)
         self.loss = jax.jit(traced)
+        self.compiled = False
 
     def begin(self, start: int, state):
         """A resumed run drops the validation lines logged after its checkpoint; a fresh one
@@ -84,6 +86,10 @@ class ValidationHook:
         return self.validate(done, state)
 
     def validate(self, done: int, state):
+        if not self.compiled:
+            compile_together(self.loss, state.params, self.text_params, self.batches[0],
+                             self.keys[0], name="validation loss")
+            self.compiled = True
         per_t = sum(self.loss(state.params, self.text_params, batch, key)
                     for batch, key in zip(self.batches, self.keys)) / len(self.batches)
         if self.record_plateau is not None:  # kept in the train step's shardings

@@ -114,6 +114,29 @@ def test_only_process_0_writes_metrics(tmp_path, monkeypatch):
     assert [json.loads(ln) for ln in lines] == [{"phase": "dit", "step": 1, "loss": 1.0}]
 
 
+def test_barriers_go_through_the_coordination_service(monkeypatch):
+    """Barriers are the coordination service's (no device collective: gloo's first context
+    waits only 30 s), and a program's first call is compiled before its barrier, so no
+    process starts its collectives while another still compiles; the call then reuses it."""
+    events = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _, **kw: events.append("compile")
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(distributed.orbax_multihost, "get_barrier_sync_fn",
+                        lambda: lambda key, timeout_ms: events.append(key))
+    step = distributed.CompiledTogether(jax.jit(lambda x: x * 2 + 1), "double")
+    three, four = jax.numpy.float32(3.0), jax.numpy.float32(4.0)
+    assert step.eval_shape(three).shape == ()  # the jitted function's own attributes
+    events.clear()
+    assert float(step(three)) == 7.0 and float(step(four)) == 9.0
+    assert len(events) == 2 and events[0] == "compile", events  # compiled once, then waited
+    assert events[1].endswith(": compiled: double")
+    distributed.barrier("again")
+    distributed.barrier("again")  # a repeated name is a new barrier
+    assert len(set(events)) == 4 and events[-1].endswith(": again")
+
+
 # --- two processes on this machine -------------------------------------------------------------
 
 TRAIN = ["train", "--config=experiments/quickstart.py:smoke", "--no-progress",
