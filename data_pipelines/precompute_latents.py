@@ -34,12 +34,17 @@ from data_pipelines.latent_manifest import (FINGERPRINT_NAME, FORMAT_NAME, MANIF
 from data_pipelines.video_datasets import load_video_manifest, record_decoder
 
 _LATENT_FIELDS = ("latent_mean", "latent_logvar")
+# Stored as bfloat16, read back as float32 (as the latents): per-frame visual features.
+_FEATURE_FIELDS = ("video_features",)
 # Clip fields a built dataset's records carry into their latent records (the DiT's FPS tag
 # comes from the clip's own fps).
 _CLIP_FIELDS = ("fps", "source_id")
 
-# encode(uint8 videos [B, T, H, W, 3]) -> (mean, logvar) [B, t, h, w, C]
+# encode(uint8 videos [B, T, H, W, 3]) -> (mean, logvar) [B, t, h, w, C]; or of the records'
+# `input_field` (audio [B, N] -> [B, t, C] for the audio job)
 EncodeFn = Callable[[np.ndarray], tuple]
+# features(uint8 videos [B, T, H, W, 3]) -> {name in _FEATURE_FIELDS: [B, ...]}: stored too
+FeaturesFn = Callable[[np.ndarray], dict]
 # text_fields(captions, shard path, index of the first caption in the shard, fps) -> {field:
 # array [n, ...]} (token ids, or embeddings read from a text cache with the same shard layout);
 # fps: None (a Shapes dataset: the experiment's data.fps) or one per caption (a built dataset).
@@ -65,8 +70,9 @@ def decode_latent_record(data: bytes) -> dict:
     the DiT step's inputs keep one dtype whatever the storage."""
     rec = msgpack.unpackb(data, raw=False)
     arrays = unpack_arrays(rec.pop("arrays"))
-    for name in _LATENT_FIELDS:
-        arrays[name] = arrays[name].astype(np.float32)
+    for name in _LATENT_FIELDS + _FEATURE_FIELDS:
+        if name in arrays:
+            arrays[name] = arrays[name].astype(np.float32)
     return {**arrays, **rec}
 
 
@@ -82,8 +88,15 @@ def remove_stale_latents(video_dir: str | os.PathLike, out_dir: str | os.PathLik
     return False
 
 
+def _padded(recs: list, field: str, batch_size: int) -> np.ndarray:
+    """A short last batch is padded with its last clip: one batch shape per bucket, so the
+    jitted encoder compiles once per bucket."""
+    return np.stack([r[field] for r in recs] + [recs[-1][field]] * (batch_size - len(recs)))
+
+
 def _encode_shard(video_dir: Path, out_dir: Path, shard: dict, *, decode, encode: EncodeFn,
-                  text_fields: TextFieldsFn, batch_size: int, process_index: int) -> dict:
+                  text_fields: TextFieldsFn, batch_size: int, process_index: int,
+                  input_field: str = "video", features: FeaturesFn | None = None) -> dict:
     """Write one latent shard (temp file renamed into place), then its done marker."""
     source = grain.sources.ArrayRecordDataSource([str(video_dir / shard["path"])])
     final = out_dir / shard["path"]
@@ -95,13 +108,16 @@ def _encode_shard(video_dir: Path, out_dir: Path, shard: dict, *, decode, encode
         for start in range(0, len(source), batch_size):
             recs = [decode(source[i]) for i in range(start, min(start + batch_size, len(source)))]
             n = len(recs)
-            # A short last batch is padded with its last clip: one batch shape per bucket, so the
-            # jitted encoder compiles once per bucket.
-            videos = np.stack([r["video"] for r in recs] + [recs[-1]["video"]] * (batch_size - n))
-            mean, logvar = (np.asarray(a)[:n] for a in encode(videos))
+            mean, logvar = (np.asarray(a)[:n] for a in encode(_padded(recs, input_field,
+                                                                        batch_size)))
             latent_shape = list(mean.shape[1:])
             fps = [r["fps"] for r in recs] if "fps" in recs[0] else None
             fields = text_fields([r["caption"] for r in recs], shard["path"], start, fps)
+            if features is not None:
+                for name, value in features(_padded(recs, "video", batch_size)).items():
+                    if name not in _FEATURE_FIELDS:
+                        raise ValueError(f"feature {name!r} is not one of {_FEATURE_FIELDS}")
+                    fields[name] = np.asarray(value, np.float32)[:n].astype(ml_dtypes.bfloat16)
             for i, r in enumerate(recs):
                 scalars = {k: r[k] for k in _CLIP_FIELDS if k in r}
                 writer.write(encode_latent_record(
@@ -124,10 +140,13 @@ def _encode_shard(video_dir: Path, out_dir: Path, shard: dict, *, decode, encode
 def precompute_latents(video_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                        encode: EncodeFn, text_fields: TextFieldsFn, batch_size: int,
                        fingerprint: dict, process_index: int = 0,
-                       process_count: int = 1) -> dict:
+                       process_count: int = 1, input_field: str = "video",
+                       features: FeaturesFn | None = None) -> dict:
     """Write this process's latent shards (video shards i::n; those already done are skipped)
     and its manifest part. Returns the merged manifest when every shard is done (always in a
-    single-process run), else this process's part.
+    single-process run), else this process's part. input_field: the record field `encode`
+    reads (the audio job encodes "audio"); features: per-frame features of the videos stored
+    beside the latents (the audio job's visual conditioning).
 
     A stale output (another fingerprint or dataset) is removed and rebuilt in a single-process
     run; with several processes it raises StaleLatentsError: removing it here would race with
@@ -156,7 +175,8 @@ def precompute_latents(video_dir: str | os.PathLike, out_dir: str | os.PathLike,
         if done is None:
             done = _encode_shard(video_dir, out_dir, shard, decode=decode, encode=encode,
                                  text_fields=text_fields, batch_size=batch_size,
-                                 process_index=process_index)
+                                 process_index=process_index, input_field=input_field,
+                                 features=features)
         finished.append(done)
     part = {"format": FORMAT_NAME, "fingerprint": fingerprint, "process_index": process_index,
             "process_count": process_count, "shards": finished}

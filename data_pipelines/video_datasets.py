@@ -10,10 +10,13 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from data_pipelines import clip_records, shapes_writer
+from data_pipelines import clip_records, shapes_av_writer, shapes_writer
 
+# Audio-visual Shapes is a video dataset too (its records add the soundtrack), so captions,
+# text caches and latents read it like the others.
 _DECODERS = {shapes_writer.FORMAT_NAME: shapes_writer.decode_record,
-             clip_records.CLIPS_FORMAT: clip_records.decode_clip_record}
+             clip_records.CLIPS_FORMAT: clip_records.decode_clip_record,
+             shapes_av_writer.FORMAT_NAME: shapes_av_writer.decode_av_record}
 
 
 def load_video_manifest(data_dir: str | os.PathLike) -> dict:

@@ -72,6 +72,10 @@ def _cmd_train(args, overrides):
 
 
 def _cmd_sample(args, _):
+    if args.video_to_audio:
+        return _sample_audio_for_file(args)
+    if not args.prompt:
+        raise SystemExit("mgen sample: give --prompt (or --video-to-audio=IN.mp4)")
     import numpy as np
     from mgen_jax.inference.loading import load_text_to_video
     from mgen_jax.inference.video_io import write_mp4
@@ -84,16 +88,64 @@ def _cmd_sample(args, _):
     videos = pipeline.generate(args.prompt, seed=args.seed, steps=args.steps,
                                guidance_scale=guidance, frames=args.frames, height=args.height,
                                width=args.width)
+    fps = pipeline.cfg.data.fps
+    sound = None
+    if args.audio:  # Movie Gen Audio adds sound to the sampled videos, with the same prompts
+        from mgen_jax.inference.loading import load_video_to_audio
+        sound = load_video_to_audio(args.audio)
+        waveforms = sound.generate(np.asarray(videos), args.prompt, fps=fps, seed=args.seed)
     os.makedirs(args.out, exist_ok=True)
     mapping = {}
     for i, (prompt, video) in enumerate(zip(args.prompt, videos)):
-        name = f"{i:03d}_" + "".join(c if c.isalnum() else "_" for c in prompt)[:80] + ".mp4"
-        write_mp4(os.path.join(args.out, name), np.asarray(video), fps=pipeline.cfg.data.fps,
-                  scale=args.scale)
-        mapping[prompt] = name
+        name = f"{i:03d}_" + "".join(c if c.isalnum() else "_" for c in prompt)[:80]
+        if sound is None:
+            write_mp4(os.path.join(args.out, name + ".mp4"), np.asarray(video), fps=fps,
+                      scale=args.scale)
+            mapping[prompt] = name + ".mp4"
+        else:
+            mapping[prompt] = _write_with_sound(args.out, name, np.asarray(video), fps,
+                                                waveforms[i], sound.cfg.dac_vae.sample_rate,
+                                                args.scale)
     with open(os.path.join(args.out, "samples.json"), "w") as f:
         json.dump(mapping, f, indent=2)
     print(json.dumps(mapping, indent=2))
+
+
+def _write_with_sound(out: str, name: str, video, fps, waveform, sample_rate: int,
+                      scale: int) -> dict:
+    """NAME.wav at the model's rate and NAME.mp4 with the video and a 48 kHz AAC track."""
+    from mgen_jax.inference.audio_io import (MP4_SAMPLE_RATE, to_sample_rate,
+                                             write_mp4_with_audio, write_wav)
+    write_wav(os.path.join(out, name + ".wav"), waveform, sample_rate)
+    write_mp4_with_audio(os.path.join(out, name + ".mp4"), video, fps,
+                         to_sample_rate(waveform, sample_rate, MP4_SAMPLE_RATE), MP4_SAMPLE_RATE,
+                         scale=scale)
+    return {"mp4": name + ".mp4", "wav": name + ".wav"}
+
+
+def _sample_audio_for_file(args) -> None:
+    """mgen sample --video-to-audio=IN.mp4: sound for a given video (prompt optional)."""
+    from data_pipelines.media.decode import decode_media
+    from mgen_jax.inference.loading import load_video_to_audio
+    if args.audio:
+        raise SystemExit("mgen sample: --video-to-audio takes its model from --workdir; "
+                         "--audio is for sampled videos")
+    prompts = args.prompt or [""]
+    if len(prompts) != 1:
+        raise SystemExit("mgen sample --video-to-audio: at most one --prompt (for the one video)")
+    media = decode_media(args.video_to_audio)
+    if media.kind != "video":
+        raise SystemExit(f"mgen sample --video-to-audio={args.video_to_audio}: not a video")
+    pipeline = load_video_to_audio(args.workdir)
+    waveform = pipeline.generate(media.frames[None], prompts, fps=media.fps, seed=args.seed,
+                                 steps=args.steps, guidance_scale=args.guidance)[0]
+    os.makedirs(args.out, exist_ok=True)
+    name = os.path.splitext(os.path.basename(args.video_to_audio))[0] + "_with_audio"
+    written = _write_with_sound(args.out, name, media.frames, media.fps, waveform,
+                                pipeline.cfg.dac_vae.sample_rate, 1)
+    with open(os.path.join(args.out, "samples.json"), "w") as f:
+        json.dump({args.video_to_audio: written}, f, indent=2)
+    print(json.dumps({args.video_to_audio: written}, indent=2))
 
 
 def _cmd_eval(args, _):
@@ -228,10 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="this process, 0..N-1 (0 writes the workdir's shared files)")
     train.set_defaults(func=_cmd_train)
 
-    sample = sub.add_parser("sample", help="generate videos from prompts with a trained workdir")
-    sample.add_argument("--workdir", required=True, help="a text-to-video training workdir")
-    sample.add_argument("--prompt", action="append", required=True,
+    sample = sub.add_parser("sample", help="generate videos from prompts with a trained workdir "
+                                           "(with sound: --audio), or sound for a video "
+                                           "(--video-to-audio)")
+    sample.add_argument("--workdir", required=True, help="a text-to-video training workdir (a "
+                        "video_to_audio one with --video-to-audio)")
+    sample.add_argument("--prompt", action="append", default=None,
                         help="text prompt (repeat the flag for several videos)")
+    sample.add_argument("--audio", default=None, metavar="AUDIO_WORKDIR",
+                        help="add sound to each sampled video with this video_to_audio workdir's "
+                             "model (same prompt): NAME.mp4 with a 48 kHz AAC track and NAME.wav")
+    sample.add_argument("--video-to-audio", default=None, metavar="IN.mp4",
+                        help="generate sound for this video with --workdir's video_to_audio "
+                             "model (--prompt optional); longer videos by multi-diffusion")
     sample.add_argument("--out", required=True, help="folder for the mp4s and samples.json")
     sample.add_argument("--steps", type=int, default=None,
                         help="sampling steps (default: the config's flow.sample_steps)")

@@ -46,6 +46,11 @@ def latents_dir(workdir: str) -> str:
     return os.path.join(workdir, "latents")
 
 
+def audio_latents_dir(workdir: str) -> str:
+    """The audio job's DAC-VAE latents with per-frame visual features."""
+    return os.path.join(workdir, "audio_latents")
+
+
 def checkpoint_dir(workdir: str, phase: str) -> str:
     return os.path.join(workdir, "checkpoints", phase)
 

@@ -22,6 +22,10 @@ def audio_dit_config(size: str = "tiny") -> ml_collections.ConfigDict:
         attention="xla",                 # ATTENTION_BACKENDS (models/attention/)
         context_parallel="all_gather",   # CONTEXT_PARALLEL
         masking=audio_masking_config(),
+        # Classifier-free guidance: the video features are dropped (zeros) in this fraction of
+        # training examples, independently of the text (flow.text_dropout); sampling's
+        # unconditional branch drops both.
+        video_dropout=0.1,
     )
     return ml_collections.ConfigDict(cfg)
 

@@ -34,6 +34,9 @@ def dac_vae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         kl_weight=1e-4,
         mel_loss=ml_collections.ConfigDict(DEFAULT_MEL_LOSS),
         stft_loss=ml_collections.ConfigDict(DEFAULT_STFT_LOSS),
+        # Training excerpts: one random window of this many seconds per clip and step (DAC
+        # trains on 0.38 s); 0: whole clips (training/dac_vae_phase.py).
+        train_window_s=0.0,
         # Latents are normalised as (z - shift) * scale before the audio DiT sees them; both
         # are measured on the training data once the VAE is trained.
         latent_shift=0.0,

@@ -21,6 +21,7 @@ def data_config(frames: int = 16, height: int = 32, width: int = 32,
         source="shapes",  # a DATA_SOURCES name
         frames=frames, height=height, width=width, num_clips=num_clips,
         num_shards=4, fps=8, seed=0,
+        audio_sample_rate=16000,  # shapes_av: the soundtracks' rate (Hz)
         dir="",  # empty: <workdir>/data (shapes); the built dataset (records)
         buckets="",  # records: comma-separated bucket names to train on; "" = every bucket
         mixture=ml_collections.ConfigDict(dict(images=1.0, videos=10.0)),  # records: weights

@@ -184,6 +184,9 @@ SAMPLERS = Registry("ODE sampler", "mgen_jax.flow", {
 DATA_SOURCES = Registry("data source", "data_pipelines", {
     "shapes": Entry("data_pipelines.shapes_writer:write_shapes_source",
                     "synthetic Shapes clips generated in code (data.num_clips, frames, size)"),
+    "shapes_av": Entry("data_pipelines.shapes_av_writer:write_shapes_av_source",
+                       "audio-visual Shapes: clips with a soundtrack tied to what is seen "
+                       "(data.audio_sample_rate); the video_to_audio job's data"),
     "records": Entry("data_pipelines.records_source:use_built_dataset",
                      "a dataset built by `mgen data build` in data.dir (bucketed, mixed)"),
 })
@@ -194,6 +197,10 @@ JOBS = Registry("job", ("mgen_jax.training", "mgen_jax.evaluation"), {
     "text_to_video": Entry("mgen_jax.training.text_to_video_job:run_text_to_video",
                            "data -> TAE -> latents -> DiT; evaluated on held-out prompts",
                            {"evaluate": "mgen_jax.evaluation.heldout:evaluate_workdir"}),
+    "video_to_audio": Entry("mgen_jax.training.video_to_audio_job:run_video_to_audio",
+                            "audio-visual data -> DAC-VAE -> audio latents -> audio DiT; "
+                            "evaluated on held-out clips' pitch and onset synchrony",
+                            {"evaluate": "mgen_jax.evaluation.av_report:evaluate_audio_workdir"}),
     "tae": Entry("mgen_jax.training.tae_job:run_tae",
                  "data -> TAE; evaluated by held-out reconstruction",
                  {"evaluate": "mgen_jax.evaluation.tae_report:evaluate_tae_workdir"}),

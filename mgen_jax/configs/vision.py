@@ -20,4 +20,14 @@ def clip_vision_config(preset: str = "metaclip_h14") -> ml_collections.ConfigDic
                image_std=CLIP_IMAGE_STD)
     cfg.update(CLIP_VISION_PRESETS.load(preset))  # presets: configs/registries.py
     cfg["preset"] = preset
+    # What conditions the audio DiT per frame (models/vision/clip_vision.py frame_features):
+    # "image_embeds", the projected pooled embedding (Movie Gen Audio's MetaCLIP features), or
+    # "patch_tokens", every patch's last hidden state concatenated: a tiny random tower's pooled
+    # output keeps a frame's colours but not where things are (a linear read-out of the shape's
+    # position from it is no better than its mean; from the patch tokens, within ~2 px at 32 px).
+    cfg["features"] = "image_embeds"
+    # A transformers CLIPVisionModelWithProjection / CLIPModel folder (MetaCLIP's weights), or
+    # "": random frozen weights from init_seed (tiny experiments, as their text encoders).
+    cfg["checkpoint"] = ""
+    cfg["init_seed"] = 0
     return ml_collections.ConfigDict(cfg)

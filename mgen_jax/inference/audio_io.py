@@ -19,13 +19,16 @@ from __future__ import annotations
 import os
 import wave
 from fractions import Fraction
+from math import gcd
 
 import av
 import numpy as np
+import scipy.signal
 
 from mgen_jax.inference.video_io import add_h264_stream, as_video, frame_rate, rgb_frames
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
+MP4_SAMPLE_RATE = 48000  # Movie Gen Audio's rate: sampled mp4s carry it whatever the model's
 
 
 def _as_waveform(waveform) -> np.ndarray:
@@ -39,6 +42,13 @@ def _as_waveform(waveform) -> np.ndarray:
     if not np.all(np.isfinite(waveform)):
         raise ValueError("waveform has NaN or infinite samples")
     return np.clip(waveform, -1.0, 1.0).astype(np.float32)
+
+
+def to_sample_rate(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling (scipy) along the last axis, e.g. the tiny model's 16 kHz to the
+    mp4's 48 kHz."""
+    g = gcd(int(rate), int(target))
+    return scipy.signal.resample_poly(waveform, target // g, rate // g, axis=-1).astype(np.float32)
 
 
 def write_wav(path: str | os.PathLike, waveform, sample_rate: int) -> None:

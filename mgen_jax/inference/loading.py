@@ -1,11 +1,15 @@
-"""Load a trained text-to-video pipeline from a training workdir (config + latest checkpoints)."""
+"""Load a trained pipeline from a training workdir (config + latest checkpoints): text-to-video,
+or Movie Gen Audio's video-to-audio."""
 import jax
 
 from mgen_jax.checkpointing.manager import PhaseCheckpointer
 from mgen_jax.flow.text_to_video_sampler import TextToVideo
-from mgen_jax.models.builders import (autoencoder_params, build_dit, build_tae,
-                                      build_tae_trainable, build_text_encoders)
+from mgen_jax.flow.video_to_audio_sampler import VideoToAudio
+from mgen_jax.models.builders import (autoencoder_params, build_audio_dit, build_clip_vision,
+                                      build_dac_vae, build_dit, build_tae, build_tae_trainable,
+                                      build_text_encoders)
 from mgen_jax.checkpointing.text_encoder_checkpoint import text_encoder_params
+from mgen_jax.checkpointing.vision_checkpoint import vision_tower_params
 from mgen_jax.parallel.logical_rules import rules_from_preset
 from mgen_jax.parallel.mesh import build_mesh
 from mgen_jax.parallel.sharding import replicated
@@ -58,3 +62,25 @@ def load_text_to_video(workdir: str) -> TextToVideo:
     return TextToVideo(cfg, tae_params=tae_params, text_params=text_params, dit_params=dit_params,
                        latent_shift=meta["latent_shift"], latent_scale=meta["latent_scale"],
                        mesh=mesh, rules=rules)
+
+
+def load_video_to_audio(workdir: str) -> VideoToAudio:
+    """The trained Movie Gen Audio pipeline of a video_to_audio workdir: DAC-VAE and audio DiT
+    from their checkpoints, the frozen CLIP tower and text encoders from the config (the
+    weights the latents and the text cache were made with)."""
+    cfg = load_workdir_config(workdir)
+    mesh, rules = build_mesh(cfg.mesh), rules_from_preset(cfg.mesh.rules)
+    dac_params, _, _, _ = _restore_phase(workdir, cfg, "dac_vae", build_dac_vae(cfg), mesh, rules)
+    audio_params, _, meta, _ = _restore_phase(workdir, cfg, "audio_dit", build_audio_dit(cfg),
+                                              mesh, rules)
+    frozen = {}
+    for name, model, load in (("text", build_text_encoders(cfg),
+                               lambda m, sh: text_encoder_params(cfg.text, m, sh)),
+                              ("vision", build_clip_vision(cfg),
+                               lambda m, sh: vision_tower_params(cfg.vision, m, sh))):
+        frozen[name] = load(model, jax.tree.map(lambda _: replicated(mesh),
+                                                model.abstract_params()))
+    return VideoToAudio(cfg, dac_params=dac_params, vision_params=frozen["vision"],
+                        text_params=frozen["text"], audio_params=audio_params,
+                        latent_shift=meta["latent_shift"], latent_scale=meta["latent_scale"],
+                        mesh=mesh, rules=rules)

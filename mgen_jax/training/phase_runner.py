@@ -31,7 +31,7 @@ from mgen_jax.training.sharded_training import (abstract_train_state, batch_shar
 from mgen_jax.workdir import checkpoint_dir, claim_workdir, data_dir, profile_dir
 
 # Each phase draws its init and step keys from its own stream of the experiment seed.
-PHASE_SEEDS = {"tae": 1, "dit": 2}
+PHASE_SEEDS = {"tae": 1, "dit": 2, "dac_vae": 3, "audio_dit": 4}
 
 
 class JobContext:

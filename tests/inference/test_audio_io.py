@@ -159,3 +159,13 @@ def test_mp4_audio_length_and_layout(tmp_path):
     write_mp4(tmp_path / "silent.mp4", video)
     with pytest.raises(ValueError, match="0 audio stream"):
         read_audio(tmp_path / "silent.mp4")
+
+
+def test_resampling_to_the_mp4_rate_keeps_pitch_and_duration():
+    from mgen_jax.inference.audio_io import MP4_SAMPLE_RATE, to_sample_rate
+    rate, hz = 16000, 523.25
+    tone = np.sin(2 * np.pi * hz * np.arange(rate) / rate).astype(np.float32)
+    up = to_sample_rate(tone, rate, MP4_SAMPLE_RATE)
+    assert up.shape == (MP4_SAMPLE_RATE,) and up.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(up * np.hanning(len(up))))
+    assert abs(np.argmax(spectrum) * MP4_SAMPLE_RATE / len(up) - hz) < 2.0

@@ -26,7 +26,12 @@ from mgen_jax.models.layers import Dense, LayerNorm, param
 from mgen_jax.models.text.clip_text import ACTIVATIONS, CLIPEncoderLayer
 
 
+FRAME_FEATURES = ("image_embeds", "patch_tokens")
+
+
 def check_clip_vision_config(cfg) -> None:
+    if cfg.get("features", "image_embeds") not in FRAME_FEATURES:
+        raise ValueError(f"vision.features={cfg.features!r}: choose one of {FRAME_FEATURES}")
     if cfg.hidden_act not in ACTIVATIONS:
         raise ValueError(f"CLIP vision hidden_act={cfg.hidden_act!r}: supported are "
                          f"{ACTIVATIONS}")
@@ -131,3 +136,26 @@ def frame_embeddings(model: CLIPVisionTransformer, frames: jax.Array) -> jax.Arr
     pixels = preprocess_frames(frames, model.image_size, model.image_mean, model.image_std)
     embeds = model(pixels.reshape(b * t, *pixels.shape[2:])).image_embeds
     return embeds.reshape(b, t, -1)
+
+
+def video_feature_dim(cfg) -> int:
+    """Width of frame_features' per-frame vector for a tower config."""
+    if cfg.get("features", "image_embeds") == "patch_tokens":
+        return num_patches_per_side(cfg) ** 2 * cfg.hidden_size
+    return cfg.projection_dim
+
+
+def frame_features(model: CLIPVisionTransformer, frames: jax.Array,
+                   kind: str = "image_embeds") -> jax.Array:
+    """uint8 frames [B, T, H, W, 3] of any size -> per-frame features [B, T, video_feature_dim]:
+    the projected embeddings (`frame_embeddings`, unjitted: call it inside the caller's jit) or
+    the patch tokens' last hidden states, flattened in raster order (configs/vision.py)."""
+    if kind not in FRAME_FEATURES:
+        raise ValueError(f"frame features {kind!r}: choose one of {FRAME_FEATURES}")
+    if kind == "image_embeds" and model.visual_projection is None:
+        raise ValueError("image_embeds need a tower with a visual projection (projection_dim > 0)")
+    b, t = frames.shape[:2]
+    pixels = preprocess_frames(frames, model.image_size, model.image_mean, model.image_std)
+    out = model(pixels.reshape(b * t, *pixels.shape[2:]))
+    features = out.image_embeds if kind == "image_embeds" else out.last_hidden_state[:, 1:]
+    return features.reshape(b, t, -1)
