@@ -5,7 +5,8 @@ import os
 
 import ml_collections
 
-from mgen_jax.configs.registries import DIT_PRESETS
+from mgen_jax.configs.registries import (AUDIO_DIT_PRESETS, CLIP_VISION_PRESETS,
+                                         DAC_VAE_PRESETS, DIT_PRESETS)
 from mgen_jax.configs.registry import RegistryError
 from mgen_jax.configs.validation import ConfigError, validate
 
@@ -68,20 +69,27 @@ def apply_override(cfg: ml_collections.ConfigDict, assignment: str) -> None:
         node[leaf] = value
 
 
+# Override keys that name a whole architecture preset (configs/registries.py).
+PRESET_KEYS = {"dit.size": DIT_PRESETS, "audio_dit.size": AUDIO_DIT_PRESETS,
+               "dac_vae.size": DAC_VAE_PRESETS, "vision.preset": CLIP_VISION_PRESETS}
+
+
 def load_config(spec: str, overrides=()) -> ml_collections.ConfigDict:
     """spec is `path/to/experiment.py` or `path/to/experiment.py:arg`; returns a validated config."""
     path, _, arg = spec.partition(":")
     cfg = _import_experiment(path).get_config(arg or None)
-    # `dit.size=NAME` switches the whole preset first; other overrides then adjust it.
-    sizes = [a for a in overrides if a.partition("=")[0] == "dit.size"]
-    for assignment in sizes:
-        name = assignment.partition("=")[2]
+    # `dit.size=NAME` (and the other preset keys) switches the whole preset first; other
+    # overrides then adjust it.
+    presets = [a for a in overrides if a.partition("=")[0] in PRESET_KEYS]
+    for assignment in presets:
+        key, _, name = assignment.partition("=")
+        section, field = key.split(".")
         try:
-            preset = DIT_PRESETS.load(name)
+            preset = PRESET_KEYS[key].load(name)
         except RegistryError as err:
-            raise ConfigError(f"dit.size: {err}") from None
-        cfg.dit.update(size=name, **preset)
+            raise ConfigError(f"{key}: {err}") from None
+        cfg[section].update(**{field: name}, **preset)
     for assignment in overrides:
-        if assignment not in sizes:
+        if assignment not in presets:
             apply_override(cfg, assignment)
     return validate(cfg)

@@ -3,6 +3,8 @@ from typing import Any
 
 import ml_collections
 
+from mgen_jax.configs.dac_vae import hop_length, latent_rate
+
 from mgen_jax.configs.dit import BLOCK_STYLES
 from mgen_jax.configs.mesh import MESH_AXES
 from mgen_jax.configs.optimizer import LR_SCHEDULES
@@ -134,17 +136,10 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
              "tae.tiling.spatial_overlap", f"{tiles.spatial_overlap} must be below "
              f"tae.tiling.spatial_tile = {tiles.spatial_tile} (or spatial_tile 0: off)")
     _validate_tae_losses(tae, data)
-    pt, ph, pw = dit.patch_size
-    _require(data.frames == 1 or (data.frames >= tc * pt and data.frames % (tc * pt) == 0),
-             "data.frames", f"{data.frames} is neither 1 (images) nor a positive multiple of TAE "
-             f"compression x patch size = {tc * pt}")
-    for key, size, div in (("data.height", data.height, s * ph), ("data.width", data.width, s * pw)):
-        _require(size >= div and size % div == 0, key,
-                 f"{size} is not a positive multiple of TAE compression x patch size = {div}")
-    grid = (latent_frames(tae, data.frames) // pt, data.height // s // ph, data.width // s // pw)
-    for axis, n, limit in zip("thw", grid, dit.max_positions):
-        _require(n <= limit, "dit.max_positions",
-                 f"{n} latent {axis}-patches exceed the {axis} position table of {limit}")
+    if cfg.job != "video_to_audio":  # the audio job's clips never reach the TAE or video DiT
+        _validate_video_grid(data, dit, tae, tc, s)
+    else:
+        _validate_audio_clips(cfg)
     _require(dit.block_style in BLOCK_STYLES, "dit.block_style",
              f"{dit.block_style!r}: choose one of {', '.join(BLOCK_STYLES)}")
     _require(dit.width % dit.num_heads == 0, "dit.num_heads",
@@ -281,3 +276,28 @@ def _validate_init_from(cfg, phase: str) -> None:
                  f"{factor} must be >= 0 (0: derived, 1: extend, 3: stretch x3)")
         _require(phase == "dit" or factor == 0, f"{key}.init_position_stretch.{axis}",
                  "the TAE has no position tables (dit_train only)")
+
+
+def _validate_video_grid(data, dit, tae, tc: int, s: int) -> None:
+    """The clips' shape against the TAE's compression, the patch size and the position tables."""
+    pt, ph, pw = dit.patch_size
+    _require(data.frames == 1 or (data.frames >= tc * pt and data.frames % (tc * pt) == 0),
+             "data.frames", f"{data.frames} is neither 1 (images) nor a positive multiple of TAE "
+             f"compression x patch size = {tc * pt}")
+    for key, size, div in (("data.height", data.height, s * ph), ("data.width", data.width, s * pw)):
+        _require(size >= div and size % div == 0, key,
+                 f"{size} is not a positive multiple of TAE compression x patch size = {div}")
+    grid = (latent_frames(tae, data.frames) // pt, data.height // s // ph, data.width // s // pw)
+    for axis, n, limit in zip("thw", grid, dit.max_positions):
+        _require(n <= limit, "dit.max_positions",
+                 f"{n} latent {axis}-patches exceed the {axis} position table of {limit}")
+
+
+def _validate_audio_clips(cfg) -> None:
+    """The audio job's training clips fit the audio DiT's position table."""
+    seconds = cfg.data.frames / cfg.data.fps
+    frames = -(-round(seconds * cfg.dac_vae.sample_rate) // hop_length(cfg.dac_vae))
+    _require(frames <= cfg.audio_dit.max_frames, "audio_dit.max_frames",
+             f"{cfg.audio_dit.max_frames} latent frames are fewer than one training clip's "
+             f"{frames} ({seconds:g} s at {latent_rate(cfg.dac_vae):g} Hz); longer audio is "
+             "sampled by multi-diffusion, but training clips must fit")

@@ -58,7 +58,8 @@ def held_out_soundtracks(cfg, samples_per_combo: int, seed: int | None = None) -
 def reconstruct(cfg, params, waveforms: list[np.ndarray], batch_size: int = 8
                 ) -> list[np.ndarray]:
     """Each waveform [N] through the posterior mean of cfg.dac_vae's autoencoder on `params`:
-    float32 [N] each. Clips of equal length run in batches of batch_size."""
+    float32 [N] each (zero-padded where a decoder with odd strides ends short). Clips of equal
+    length run in batches of batch_size."""
     model = build_dac_vae(cfg)
 
     @jax.jit
@@ -78,7 +79,8 @@ def reconstruct(cfg, params, waveforms: list[np.ndarray], batch_size: int = 8
             chunk = indices[start:start + batch_size]
             audio = np.stack([np.asarray(waveforms[i], np.float32) for i in chunk])
             for i, y in zip(chunk, np.asarray(run(params, audio))):
-                out[i] = y
+                # A decoder with an odd stride ends a few samples short (as DAC's): silence.
+                out[i] = np.pad(y, (0, audio.shape[1] - len(y)))
     return out
 
 

@@ -1,4 +1,5 @@
-"""`mgen plan`: compile the real DiT train step ahead of time for a TPU topology, on any machine.
+"""`mgen plan`: compile the real DiT train step ahead of time for a TPU topology, on any machine
+(Movie Gen Audio's DiT when cfg.job is "video_to_audio": planning/audio_plan.py).
 
 libtpu describes a TPU slice (`jax.experimental.topologies.get_topology_desc`) without a TPU
 attached; a mesh built from those devices lets XLA's TPU compiler partition and compile the exact
@@ -116,7 +117,7 @@ def compile_train_step(cfg, mesh, rules) -> dict:
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
-    return {"compiled": compiled, "dit": dit, "state": state, "state_shardings": state_sh,
+    return {"compiled": compiled, "model": dit, "state": state, "state_shardings": state_sh,
             "batch": batch, "lower_s": t1 - t0, "compile_s": t2 - t1}
 
 
@@ -127,15 +128,16 @@ def _cost(compiled) -> dict:
     return dict(cost or {})
 
 
-def _unroll_variant(cfg):
+def _unroll_variant(cfg, section: str = "dit"):
     """A config whose scan body holds more layers (same depth, same everything else), and the
-    two unroll factors; None when the scan cannot be unrolled further with >= 2 iterations."""
-    d = cfg.dit
+    two unroll factors; None when the scan cannot be unrolled further with >= 2 iterations.
+    section: the transformer's sub-config ("dit", or "audio_dit" for Movie Gen Audio)."""
+    d = cfg[section]
     u = d.scan_unroll
     for u2 in range(2 * u, d.depth + 1, u):
         if d.depth % u2 == 0 and d.depth // u2 >= 2:
             variant = copy.deepcopy(cfg)
-            variant.dit.scan_unroll = u2
+            variant[section].scan_unroll = u2
             return variant, u, u2
     return None
 
@@ -218,12 +220,39 @@ def analyze_compiled(compiled, hlo_path: str | None = None):
 
 def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
                     hlo_path: str | None = None) -> dict:
-    """Compile cfg's DiT train step for `topology` and report memory, FLOPs and collectives.
+    """Compile cfg's train step for `topology` and report memory, FLOPs and collectives: the
+    video DiT's, or the audio DiT's when cfg.job is "video_to_audio" (planning/audio_plan.py).
 
     correct_scan: also compile the unrolled variant to count every layer's FLOPs (see module
     docstring); without it the compiled FLOPs come from the HLO matmul count only.
     hlo_path: also write the compiled HLO text there."""
+    if cfg.job == "video_to_audio":  # Movie Gen Audio: the audio DiT's step
+        from mgen_jax.planning.audio_plan import (audio_analytic_flops, audio_config_summary,
+                                                  compile_audio_train_step)
+        return plan_compiled_step(
+            cfg, topology, section="audio_dit", compile_step=compile_audio_train_step,
+            analytic=audio_analytic_flops(cfg), stage_steps=cfg.audio_dit_train.steps,
+            summarize=lambda main, analytic: audio_config_summary(cfg, main, analytic),
+            correct_scan=correct_scan, hlo_path=hlo_path)
     from mgen_jax.models.dit.flops import dit_train_flops
+    return plan_compiled_step(
+        cfg, topology, section="dit", compile_step=compile_train_step,
+        analytic=dit_train_flops(cfg), stage_steps=cfg.dit_train.steps,
+        summarize=lambda main, analytic: _config_summary(cfg, main["model"], main["state"],
+                                                         analytic),
+        correct_scan=correct_scan, hlo_path=hlo_path)
+
+
+def plan_compiled_step(cfg, topology: str, *, section: str, compile_step, analytic: dict,
+                       stage_steps: int, summarize, correct_scan: bool = True,
+                       hlo_path: str | None = None) -> dict:
+    """The plan of one scanned transformer's train step, whichever model it is.
+
+    section: the transformer's sub-config (its depth, scan_layers, scan_unroll, remat);
+    compile_step(cfg, mesh, rules) -> {"compiled", "model" (PureModel), "state", "state_shardings",
+    "batch", "lower_s", "compile_s"}; analytic: the model's analytic FLOP count (total, parts
+    with "self_attention_core", attention_fraction, remat_recompute); stage_steps: the phase's
+    steps (the whole-stage estimate); summarize(main, analytic) -> the plan's "config"."""
     from mgen_jax.parallel.logical_rules import rules_from_preset
     from mgen_jax.parallel.mesh import build_mesh
     from mgen_jax.parallel.replication import replicated_fraction, replicated_parameters
@@ -236,12 +265,12 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
     n_dev = len(devices)
     mesh = build_mesh(cfg.mesh, devices)
     rules = rules_from_preset(cfg.mesh.rules)
+    model_cfg = cfg[section]
 
-    main = compile_train_step(cfg, mesh, rules)
+    main = compile_step(cfg, mesh, rules)
     compiled = main["compiled"]
     module = analyze_compiled(compiled, hlo_path)
     cost = _cost(compiled)
-    analytic = dit_train_flops(cfg)
 
     # Compiled FLOPs per device, every loop iteration counted.
     matmul_per_device = hlo.matmul_flops(module)
@@ -251,22 +280,22 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
     unknown_trips = [l for l in module.loops if l["trip_count"] is None]
     top_trips = sorted({l["trip_count"] for l in module.loops if l["executions"] == 1
                         and l["trip_count"] is not None})
-    variant = _unroll_variant(cfg) if (cfg.dit.scan_layers and correct_scan) else None
-    if not cfg.dit.scan_layers or cfg.dit.depth // cfg.dit.scan_unroll < 2:
+    variant = _unroll_variant(cfg, section) if (model_cfg.scan_layers and correct_scan) else None
+    if not model_cfg.scan_layers or model_cfg.depth // model_cfg.scan_unroll < 2:
         method = ("layers not in a loop (scan_layers off or a single iteration): XLA "
                   "cost_analysis counts every layer as compiled")
         flops_pd, seconds = flops_1, seconds_1
     elif variant is not None:
         vcfg, u1, u2 = variant
-        other = compile_train_step(vcfg, mesh, rules)
+        other = compile_step(vcfg, mesh, rules)
         variant_compile_s = other["lower_s"] + other["compile_s"]
         cost_2 = _cost(other["compiled"])
         per_layer = (float(cost_2.get("flops", -1)) - flops_1) / (u2 - u1)
-        flops_pd = flops_1 + (cfg.dit.depth - u1) * per_layer
+        flops_pd = flops_1 + (model_cfg.depth - u1) * per_layer
         seconds = None
         if seconds_1 is not None and cost_2.get("optimal_seconds") is not None:
             per_layer_s = (float(cost_2["optimal_seconds"]) - float(seconds_1)) / (u2 - u1)
-            seconds = float(seconds_1) + (cfg.dit.depth - u1) * per_layer_s
+            seconds = float(seconds_1) + (model_cfg.depth - u1) * per_layer_s
         method = (f"XLA cost_analysis counts a scan body once: compiled twice, with "
                   f"scan_unroll={u1} and {u2} (loop body = {u1} and {u2} layers, all else "
                   f"equal); per-layer FLOPs = (F{u2} - F{u1}) / {u2 - u1}; total = F{u1} + "
@@ -318,7 +347,7 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
         # re-runs it, 1 when it keeps the kernel's named residuals), else the policy's word.
         runs = splash_forward_runs(pallas["kernels"])
         if runs is None:
-            runs = 2 if REMAT_POLICIES.entry(cfg.dit.remat).meta["reruns_splash_forward"] else 1
+            runs = 2 if REMAT_POLICIES.entry(model_cfg.remat).meta["reruns_splash_forward"] else 1
         kernel = (runs + 2.5) / 3
         flops["attention_core_hardware_estimate"] = {
             "flops": core * kernel, "over_analytic_core": kernel, "forward_runs": runs,
@@ -358,11 +387,11 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
 
     estimate["whole_step"] = whole_step_estimate(
         estimate, flops, chips=chips, peak_bf16_flops=chip.peak_bf16_flops,
-        analytic_total=analytic["total"], stage_steps=cfg.dit_train.steps)
+        analytic_total=analytic["total"], stage_steps=stage_steps)
 
     params_sh = main["state_shardings"].params
-    abstract_params = main["dit"].abstract_params()
-    undivided = undivided_parameters(main["dit"].abstract_state, mesh, rules)
+    abstract_params = main["model"].abstract_params()
+    undivided = undivided_parameters(main["model"].abstract_state, mesh, rules)
     plan = {
         "topology": topology,
         "chip": {"generation": chip.name, "device_kind": devices[0].device_kind,
@@ -371,7 +400,7 @@ def plan_train_step(cfg, topology: str, *, correct_scan: bool = True,
         "devices": n_dev,
         "mesh": {k: int(v) for k, v in mesh.shape.items()},
         "rules": cfg.mesh.rules,
-        "config": _config_summary(cfg, main["dit"], main["state"], analytic),
+        "config": summarize(main, analytic),
         "memory_per_device": {
             **_memory(compiled, main["state"], main["batch"], hbm_per_device),
             "largest_buffers": hlo.largest_buffers(module)},
@@ -461,6 +490,13 @@ def collective_rows(collectives: dict) -> list:
     return rows
 
 
+def _model_label(config: dict) -> str:
+    """'dit 30b', or for Movie Gen Audio 'audio_dit 13b (30.72 s of audio)'."""
+    if config.get("model") == "audio_dit":
+        return f"audio_dit {config['size']} ({config['audio_seconds']:.2f} s of audio)"
+    return f"dit {config['dit_size']}"
+
+
 def format_plan(plan: dict) -> str:
     """A readable summary table of a plan."""
     c, m, f = plan["config"], plan["memory_per_device"], plan["flops"]
@@ -471,7 +507,7 @@ def format_plan(plan: dict) -> str:
                      f"{plan['chip']['device_kind']})"),
         ("mesh", " ".join(f"{k}={v}" for k, v in plan["mesh"].items())
          + f"  rules={plan['rules']}"),
-        ("model", f"dit {c['dit_size']}: {c['params'] / 1e9:.2f}B params, "
+        ("model", f"{_model_label(c)}: {c['params'] / 1e9:.2f}B params, "
                   f"{c['tokens_per_sample']:,} tokens/sample, global batch {c['global_batch']}"),
         ("", f"remat={c['remat']} attention={c['attention']} "
              f"params {'/'.join(c['dtypes']['params_actual'])} compute {c['dtypes']['compute_dtype']}"),

@@ -14,8 +14,8 @@ For each example of the batch the step draws
   * flow t (logit-normal, flow.t_logit_mean / t_logit_std) and noise, inside the loss.
 Every draw is made for the whole batch with the step's key, so with the optimizer's
 accumulation_steps k > 1 the k micro-batches (training/accumulation.py) compute the whole
-batch's update, as the video DiT's steps do; the update itself is theirs (dit_step._update: the
-accumulated gradient, then apply_update with the non-finite guard).
+batch's update, as the video DiT's steps do; the update itself is theirs
+(dit_step.accumulated_update: the accumulated gradient, then apply_update with the guard).
 """
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from mgen_jax.flow.audio_masks import (masked_audio_flow_loss, sample_context_ma
 from mgen_jax.models.pure_model import PureModel
 from mgen_jax.models.text.conditioner import drop_text
 from mgen_jax.models.text.text_inputs import split_fields
-from mgen_jax.training.dit_step import _rows, _update
+from mgen_jax.training.dit_step import accumulated_update, micro_rows
 from mgen_jax.training.train_state import TrainState
 
 
@@ -81,7 +81,8 @@ def make_audio_dit_train_step(model: PureModel, optimizer: optax.GradientTransfo
 
         def loss_share(bound, micro):
             take = micro.take
-            velocity = audio_velocity_fn(bound, _rows(micro, text), _rows(micro, mask),
+            velocity = audio_velocity_fn(bound, micro_rows(micro, text),
+                                         micro_rows(micro, mask),
                                          take(video))
 
             def velocity_of_batch(x_t, t, context, known):
@@ -96,6 +97,6 @@ def make_audio_dit_train_step(model: PureModel, optimizer: optax.GradientTransfo
             row_terms = jnp.where(present, aux["per_example_loss"], 0.0)
             return micro.share(loss, row_terms, jnp.maximum(jnp.sum(present), 1)), None
 
-        return _update(model, optimizer, state, loss_share)
+        return accumulated_update(model, optimizer, state, loss_share)
 
     return train_step

@@ -50,6 +50,10 @@ def make_dac_vae_train_step(model: PureModel, optimizer: optax.GradientTransform
             micro_key = key if k == 1 else jax.random.fold_in(key, micro.index)
             clip = micro.take(audio)
             recon, mean, logvar = model.bind(params)(clip, micro_key)
+            if recon.shape != clip.shape:  # DAC's transposed conv ends short on odd strides
+                raise ValueError(f"the DAC-VAE decodes {clip.shape[1]} samples to "
+                                 f"{recon.shape[1]}: train with even dac_vae.decoder_rates "
+                                 f"(got {tuple(cfg_dac.decoder_rates)})")
             loss, terms = dac_vae_loss(cfg_dac, clip, recon, mean, logvar)
             terms["snr_db"] = snr_db(jax.lax.stop_gradient(recon), clip)
             return (loss if k == 1 else loss / k), terms

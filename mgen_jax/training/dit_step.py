@@ -38,7 +38,7 @@ def _target_latents(batch: dict, key, flow_cfg, latent_shift: float, latent_scal
     return normalize_latents(z, latent_shift, latent_scale)
 
 
-def _update(dit: PureModel, optimizer, state: TrainState, loss_share):
+def accumulated_update(dit: PureModel, optimizer, state: TrainState, loss_share):
     """One optimizer step on the batch's loss, accumulated over the optimizer's micro-batches:
     loss_share(bound DiT, micro) -> (the micro-batch's share of the batch's loss, aux)."""
     (loss, _), grads = accumulated_value_and_grad(
@@ -60,10 +60,11 @@ def _flow_update(dit: PureModel, optimizer, flow_cfg, state: TrainState, x1, enc
         per_example = aux["per_example_loss"]
         return micro.share(loss, per_example, per_example.shape[0]), None
 
-    return _update(dit, optimizer, state, loss_share)
+    return accumulated_update(dit, optimizer, state, loss_share)
 
 
-def _rows(micro, tree: dict) -> dict:
+def micro_rows(micro, tree: dict) -> dict:
+    """The micro-batch's rows of every array of a {name: [B, ...]} tree."""
     return {name: micro.take(a) for name, a in tree.items()}
 
 
@@ -82,8 +83,8 @@ def make_dit_train_step(dit: PureModel, text_encoders: PureModel,
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
 
         def encode_text(micro):  # frozen encoders, on the micro-batch's prompts
-            m = _rows(micro, mask)
-            return jax.lax.stop_gradient(text_encoders.bind(text_params)(_rows(micro, ids), m)), m
+            m = micro_rows(micro, mask)
+            return jax.lax.stop_gradient(text_encoders.bind(text_params)(micro_rows(micro, ids), m)), m
 
         return _flow_update(dit, optimizer, flow_cfg, state, x1, encode_text, k_flow)
 
@@ -104,7 +105,7 @@ def make_dit_train_step_on_embeddings(dit: PureModel, optimizer: optax.GradientT
                                flow_cfg.text_dropout, encoder_dropout)
         x1 = _target_latents(batch, k_latent, flow_cfg, latent_shift, latent_scale)
         return _flow_update(dit, optimizer, flow_cfg, state, x1,
-                            lambda micro: (_rows(micro, text), _rows(micro, mask)), k_flow)
+                            lambda micro: (micro_rows(micro, text), micro_rows(micro, mask)), k_flow)
 
     return train_step
 
@@ -132,7 +133,7 @@ def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransfor
                 take = micro.take
                 return micro.put(x, model.forward_packed(
                     take(x), take(batch["coords"]), take(batch["segments"]), take(t),
-                    _rows(micro, text), _rows(micro, mask)))
+                    micro_rows(micro, text), micro_rows(micro, mask)))
 
             loss, aux = packed_flow_matching_loss(velocity, x1, batch["segments"], s, k_flow,
                                                   sigma_min=flow_cfg.sigma_min,
@@ -144,7 +145,7 @@ def make_packed_dit_train_step(dit: PureModel, optimizer: optax.GradientTransfor
             row_terms = jnp.sum(jnp.where(present, aux["per_clip_loss"], 0.0), axis=1)
             return micro.share(loss, row_terms, jnp.maximum(jnp.sum(present), 1)), None
 
-        return _update(dit, optimizer, state, loss_share)
+        return accumulated_update(dit, optimizer, state, loss_share)
 
     return train_step
 
