@@ -26,6 +26,7 @@ from mgen_jax.training.optimizer import make_optimizer
 from mgen_jax.training.sharded_training import train_state_shardings
 from mgen_jax.training.train_state import TrainState
 from mgen_jax.workdir import checkpoint_dir, claim_workdir
+from tests.compile_flags import FAST_COMPILE
 
 # The quickstart's tiny TAE compresses 8x8x8; its 1x1x1 patches make a 32 px frame 4x4 tokens.
 BASE = ["dit.width=24", "dit.num_heads=2", "dit.mlp_dim=40", "dit.depth=1", "dit.scan_unroll=1",
@@ -308,7 +309,8 @@ cli.main(argv)
 
 @pytest.mark.slow  # two `mgen train` jobs (TAE untrained, 2 + 0 DiT steps): minutes on 2 cores
 def test_a_second_job_starts_from_the_first_jobs_dit(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")  # one device, as a laptop run
+    # One device, as a laptop run, compiling fast (tests/compile_flags.py).
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu")
     smoke = ["--config=experiments/quickstart.py:smoke", "--no-progress", "--skip-eval",
              "--config.data.num_clips=16", "--config.tae_train.steps=0"]
     first, second = tmp_path / "stage1", tmp_path / "stage2"

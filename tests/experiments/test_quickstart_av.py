@@ -12,13 +12,14 @@ import pytest
 
 from mgen_jax.inference.audio_io import MP4_SAMPLE_RATE, read_audio, read_wav
 from mgen_jax.inference.video_io import read_mp4
+from tests.compile_flags import FAST_COMPILE
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # whole jobs in subprocesses: minutes on 2 cores
 
 
 def _mgen(*args):
-    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-m", "mgen_jax.cli", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,6 +13,7 @@ import pytest
 from jax.sharding import SingleDeviceSharding
 
 from mgen_jax.checkpointing.averaging import key_names, restore_leaves, saved_tree
+from tests.compile_flags import FAST_COMPILE
 
 RECIPE = "experiments/recipe_tiny.py"
 # stage -> (data build, previous stage)
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.slow  # nine `mgen` jobs in subprocesses: minutes on 2 
 
 
 def _mgen(*args):
-    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")  # one CPU device, as a laptop
+    # One CPU device, as a laptop, compiling fast (tests/compile_flags.py).
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-m", "mgen_jax.cli", *args], env=env,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,6 +10,7 @@ import pytest
 
 from mgen_jax.configs.loading import load_config
 from mgen_jax.models.builders import build_tae
+from tests.compile_flags import FAST_COMPILE
 
 
 def test_paper_size_tae_builds_abstractly_and_counts_its_parameters():
@@ -27,7 +28,7 @@ def test_tiny_tae_job_trains_with_gan_and_opl_and_reports_psnr_and_ssim(tmp_path
     """Every optional loss but LPIPS on (LPIPS needs real VGG weights; its step is tested in
     tests/training/test_tae_losses.py), the discriminator starting mid-run."""
     workdir = tmp_path / "tae"
-    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-m", "mgen_jax.cli", "train",
                            "--config=experiments/tae_tiny.py:smoke", f"--workdir={workdir}",
                            "--config.tae.disc_weight=0.5", "--config.tae.disc_start=2",

@@ -85,7 +85,7 @@ def _unsharded():
 
 def test_fresh_model_predicts_zero_with_dit_blocks_and_named_axes():
     model = constructor(tiny_cfg())(nnx.Rngs(0))
-    out = call(model, inputs())
+    out = nnx.jit(call)(model, inputs())  # one compile, not one per op
     assert out.shape == (2, 13, C) and out.dtype == jnp.float32
     np.testing.assert_array_equal(out, 0.0)  # adaLN-zero + zero output projection
     axes = logical_axes(nnx.state(model))

@@ -26,13 +26,23 @@ def _cfg(**kw):
 
 
 def _randomize(model, seed=0):
-    """Zero-initialised gates make a fresh DiT output zeros; perturb every parameter."""
+    """Zero-initialised gates make a fresh DiT output zeros; perturb every parameter (drawn in
+    NumPy: a jax draw compiles one random kernel per parameter shape)."""
     state = nnx.state(model)
     leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    rng = np.random.default_rng(seed)
+    leaves = [x + 0.05 * rng.standard_normal(x.shape, np.float32) for x in leaves]
     nnx.update(model, jax.tree.unflatten(treedef, leaves))
     return model
+
+
+# Jitted entry points: op-by-op execution compiles every op of the DiT on its own.
+forward = nnx.jit(lambda model, *args: model(*args))
+
+
+@nnx.jit
+def _loss_and_grads(model, inputs):
+    return nnx.value_and_grad(lambda m: jnp.sum(jnp.square(m(*inputs))))(model)
 
 
 TEXT_DIMS = (("ul2", 11),)  # one encoder; the three-encoder conditioner is tested below
@@ -55,7 +65,7 @@ def test_patchify_round_trip_odd_grid():
 
 def test_fresh_model_predicts_zero_and_every_param_has_logical_axes():
     model = DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0))
-    out = model(*_inputs())
+    out = forward(model, *_inputs())
     assert out.shape == (2, 3, 6, 10, 5)
     np.testing.assert_array_equal(out, 0.0)  # adaLN-zero + zero output projection
     axes = jax.tree.leaves(logical_axes(nnx.state(model)), is_leaf=lambda x: isinstance(x, tuple))
@@ -72,9 +82,9 @@ def test_scan_loop_and_remat_agree(variant):
     other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dims=TEXT_DIMS,
                                             rngs=nnx.Rngs(0)))
     inputs = _inputs()
-    np.testing.assert_allclose(ref(*inputs), other(*inputs), rtol=1e-5, atol=1e-5)
-    loss = lambda m: jnp.sum(jnp.square(m(*inputs)))
-    g_ref, g_other = nnx.grad(loss)(ref), nnx.grad(loss)(other)
+    np.testing.assert_allclose(forward(ref, *inputs), forward(other, *inputs), rtol=1e-5,
+                               atol=1e-5)
+    (_, g_ref), (_, g_other) = _loss_and_grads(ref, inputs), _loss_and_grads(other, inputs)
     for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_other)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -82,12 +92,14 @@ def test_scan_loop_and_remat_agree(variant):
 def test_output_depends_on_text_time_and_ignores_masked_text():
     model = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS, rngs=nnx.Rngs(0)))
     latents, t, text, mask = _inputs()
-    base = model(latents, t, text, mask)
-    assert float(jnp.max(jnp.abs(model(latents, t, {"ul2": text["ul2"] * 2.0}, mask) - base))) > 1e-3
-    assert float(jnp.max(jnp.abs(model(latents, t * 0.5, text, mask) - base))) > 1e-3
+    base = forward(model, latents, t, text, mask)
+    changed = lambda *args: float(jnp.max(jnp.abs(forward(model, *args) - base)))  # noqa: E731
+    assert changed(latents, t, {"ul2": text["ul2"] * 2.0}, mask) > 1e-3
+    assert changed(latents, t * 0.5, text, mask) > 1e-3
     # Example 1 attends only to its first 4 text tokens: changing the rest changes nothing.
     text2 = {"ul2": text["ul2"].at[1, 4:].set(100.0)}
-    np.testing.assert_allclose(model(latents, t, text2, mask)[1], base[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(forward(model, latents, t, text2, mask)[1], base[1], rtol=1e-5,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", [pytest.param(dict(remat="save_dots"), marks=pytest.mark.slow),
@@ -99,8 +111,8 @@ def test_remat_policies_and_unroll_agree_with_plain_scan(variant):
     other = _randomize(DiffusionTransformer(_cfg(**variant), latent_channels=5, text_dims=TEXT_DIMS,
                                             rngs=nnx.Rngs(0)))
     inputs = _inputs()
-    loss = lambda m: jnp.sum(jnp.square(m(*inputs)))
-    (l_ref, g_ref), (l_other, g_other) = nnx.value_and_grad(loss)(ref), nnx.value_and_grad(loss)(other)
+    (l_ref, g_ref), (l_other, g_other) = (_loss_and_grads(ref, inputs),
+                                          _loss_and_grads(other, inputs))
     np.testing.assert_allclose(l_ref, l_other, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_other)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -127,10 +139,10 @@ def test_bf16_compute_keeps_fp32_master_weights_and_tracks_fp32():
     bf16 = _randomize(DiffusionTransformer(_cfg(), latent_channels=5, text_dims=TEXT_DIMS,
                                            dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
     inputs = _inputs()
-    grads = nnx.grad(lambda m: jnp.sum(jnp.square(m(*inputs))))(bf16)
+    _, grads = _loss_and_grads(bf16, inputs)
     assert {x.dtype for x in jax.tree.leaves(nnx.state(bf16))} == {jnp.dtype(jnp.float32)}
     assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
-    out, ref = bf16(*inputs), f32(*inputs)
+    out, ref = forward(bf16, *inputs), forward(f32, *inputs)
     assert out.dtype == jnp.float32
     rel = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
     assert 1e-5 < rel < 5e-2, rel  # bf16 rounding is visible but small
@@ -167,15 +179,16 @@ def test_three_encoder_dit_uses_every_encoder_and_ignores_their_padding():
                                             rngs=nnx.Rngs(0)))
     latents, t, _, _ = _inputs()
     text, mask = _three_encoder_text()
-    base = model(latents, t, text, mask)
+    base = forward(model, latents, t, text, mask)
     for name, _ in THREE:
         changed = dict(text, **{name: text[name] + 1.0})
-        assert float(jnp.max(jnp.abs(model(latents, t, changed, mask) - base))) > 1e-4, name
+        assert float(jnp.max(jnp.abs(forward(model, latents, t, changed, mask) - base))) > 1e-4, \
+            name
         padded = dict(text, **{name: text[name].at[1, 2:].set(50.0)})  # example 1 sees 2 tokens
-        np.testing.assert_allclose(model(latents, t, padded, mask)[1], base[1], rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(forward(model, latents, t, padded, mask)[1], base[1],
+                                   rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="metaclip"):
-        model(latents, t, {k: v for k, v in text.items() if k != "metaclip"}, mask)
+        forward(model, latents, t, {k: v for k, v in text.items() if k != "metaclip"}, mask)
 
 
 def test_dit_block_style_is_the_papers_dit_arm_and_its_flops_count_two_ffn_matrices():

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.compile_flags import FAST_COMPILE
+
 REPO = Path(__file__).resolve().parents[2]
 # The smoke quickstart, smaller still: compile time is most of what is left.
 SHRINK = ["--sweep.base=experiments/quickstart.py:smoke", "--sweep.axes.eval.guidance_scale=(3.0,)",
@@ -21,7 +23,8 @@ pytestmark = pytest.mark.slow  # a TAE + DiT training and an evaluation: minutes
 
 
 def _sweep(out):
-    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")  # one CPU device, as a laptop
+    # One CPU device, as a laptop, compiling fast (tests/compile_flags.py).
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu")
     return subprocess.run([sys.executable, "-m", "mgen_jax.cli", "sweep",
                            "--sweep=experiments/sweeps/cfg_scale.py", f"--out={out}", *SHRINK],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
