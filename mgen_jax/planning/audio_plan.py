@@ -46,47 +46,17 @@ def abstract_audio_batch(cfg, mesh, rules) -> dict:
 
 def compile_audio_train_step(cfg, mesh, rules) -> dict:
     """Lower and compile the audio DiT's train step for `mesh` (plan_compiled_step's contract)."""
-    import time
-
-    import jax
-    import jax.numpy as jnp
-    from mgen_jax.models.builders import DTYPES, build_audio_dit
-    from mgen_jax.parallel.sharding import replicated
+    from mgen_jax.models.builders import build_audio_dit
+    from mgen_jax.planning.step_on_embeddings import compile_step_on_embeddings
     from mgen_jax.training.audio_dit_step import make_audio_dit_train_step
     from mgen_jax.training.dit_step import encoder_dropout_rates
-    from mgen_jax.training.optimizer import make_optimizer
-    from mgen_jax.training.sharded_training import (abstract_train_state, jit_train_step,
-                                                    train_state_shardings)
-    model = build_audio_dit(cfg)
-    optimizer = make_optimizer(cfg.audio_dit_optimizer, cfg.audio_dit_train.steps)
-    state_sh = train_state_shardings(model, optimizer, mesh, rules)
-    state = abstract_train_state(model, optimizer, state_sh)
-    batch = abstract_audio_batch(cfg, mesh, rules)
-    shapes = text_shapes(cfg.text)
-
-    def step(state, batch, key):
-        # Each encoder's empty-prompt embedding; made inside the trace so it is not a constant.
-        null_text = {n: jnp.zeros((length, dim), DTYPES[cfg.compute_dtype])
-                     for n, (length, dim) in shapes.items()}
-        null_mask = {n: jnp.zeros((length,), jnp.bool_).at[0].set(True)
-                     for n, (length, _) in shapes.items()}
-        return make_audio_dit_train_step(
+    return compile_step_on_embeddings(
+        cfg, mesh, rules, build_audio_dit(cfg), cfg.audio_dit_optimizer,
+        cfg.audio_dit_train.steps, abstract_audio_batch(cfg, mesh, rules),
+        lambda model, optimizer, null_text, null_mask: make_audio_dit_train_step(
             model, optimizer, flow_cfg=cfg.flow, masking_cfg=cfg.audio_dit.masking,
-            null_text=null_text, null_mask=null_mask,
-            video_dropout=cfg.audio_dit.video_dropout,
-            encoder_dropout=encoder_dropout_rates(cfg.text))(state, batch, key)
-
-    key = jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype,
-                               sharding=replicated(mesh))
-    jitted = jit_train_step(step, mesh, rules, state_sh,
-                            {k: v.sharding for k, v in batch.items()})
-    t0 = time.perf_counter()
-    lowered = jitted.lower(state, batch, key)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    return {"compiled": compiled, "model": model, "state": state, "state_shardings": state_sh,
-            "batch": batch, "lower_s": t1 - t0, "compile_s": t2 - t1}
+            null_text=null_text, null_mask=null_mask, video_dropout=cfg.audio_dit.video_dropout,
+            encoder_dropout=encoder_dropout_rates(cfg.text)))
 
 
 def audio_analytic_flops(cfg) -> dict:
