@@ -47,8 +47,11 @@ def _text_concat_permutes(text_rules: dict) -> int:
     state_sh = train_state_shardings(dit, optimizer, mesh, rules)
     batch_sh = batch_shardings(mesh, rules, batch)
     state = init_train_state(dit, optimizer, jax.random.key(0), state_sh)
-    compiled = jit_train_step(step, mesh, rules, state_sh, batch_sh).lower(
-        state, to_device_batch(batch, batch_sh), jax.random.key(1)).compile()
+    # The production (partitionable) threefry: the classic one the suite's conftest selects
+    # draws the step's noise through concatenated counters, which permute across shards.
+    with jax.threefry_partitionable(True):
+        compiled = jit_train_step(step, mesh, rules, state_sh, batch_sh).lower(
+            state, to_device_batch(batch, batch_sh), jax.random.key(1)).compile()
     permutes = [line for line in compiled.as_text().splitlines() if " collective-permute(" in line]
     assert permutes, "expected some permutes in this layout (see the docstring)"
     ops = [re.search(r'op_name="[^"]*/(\w+)"', line) for line in permutes]
