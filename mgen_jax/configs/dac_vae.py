@@ -37,6 +37,13 @@ def dac_vae_config(size: str = "tiny") -> ml_collections.ConfigDict:
         # Training excerpts: one random window of this many seconds per clip and step (DAC
         # trains on 0.38 s); 0: whole clips (training/dac_vae_phase.py).
         train_window_s=0.0,
+        # What the decoder reconstructs from while training: "posterior" (a reparameterised
+        # sample, the VAE's objective) or "mean" (the posterior mean; the KL term then only keeps
+        # the means near the prior's scale). A small DAC-VAE trained from scratch on samples
+        # whose log-variance starts at 0 collapsed to silence in CPU budgets (measured on the
+        # audio-visual quickstart), so the quickstart trains on the mean, as its audio DiT
+        # encodes with it (flow.latent_sample="mean").
+        train_latent="posterior",
         # Latents are normalised as (z - shift) * scale before the audio DiT sees them; both
         # are measured on the training data once the VAE is trained.
         latent_shift=0.0,
@@ -75,6 +82,8 @@ def validate_dac_vae(cfg) -> None:
     for key in ("encoder_dim", "feature_dim", "latent_channels", "sample_rate"):
         if int(cfg[key]) < 1:
             raise bad(key, "must be positive")
+    if cfg.get("train_latent", "posterior") not in ("posterior", "mean"):
+        raise bad("train_latent", "must be 'posterior' or 'mean'")
     mel = cfg.get("mel_loss")
     if mel is not None and len(mel.window_lengths) != len(mel.n_mels):
         raise bad("mel_loss", "window_lengths and n_mels need one entry per scale")

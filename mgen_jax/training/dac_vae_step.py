@@ -1,6 +1,7 @@
 """Pure DAC-VAE train step: the weighted objective of cfg.dac_vae (training/audio_losses.py
 `dac_vae_loss`: multi-scale mel distance, multi-resolution STFT, waveform L1 and the KL of the
-posterior to N(0, I)) on a reconstruction through a posterior sample.
+posterior to N(0, I)) on a reconstruction through a posterior sample, or through the posterior
+mean with cfg.dac_vae.train_latent="mean".
 
 batch {"audio": float32 [B, N]} (mono, [-1, 1]; [B, N, 1] is accepted too). Metrics: the
 guarded update's (loss, grad_norm, lr, skipped, ... from train_state.apply_update) plus every
@@ -49,7 +50,8 @@ def make_dac_vae_train_step(model: PureModel, optimizer: optax.GradientTransform
         def loss_share(params, micro):
             micro_key = key if k == 1 else jax.random.fold_in(key, micro.index)
             clip = micro.take(audio)
-            recon, mean, logvar = model.bind(params)(clip, micro_key)
+            recon, mean, logvar = model.bind(params)(
+                clip, micro_key if cfg_dac.train_latent == "posterior" else None)
             if recon.shape != clip.shape:  # DAC's transposed conv ends short on odd strides
                 raise ValueError(f"the DAC-VAE decodes {clip.shape[1]} samples to "
                                  f"{recon.shape[1]}: train with even dac_vae.decoder_rates "

@@ -59,7 +59,7 @@ def test_train_and_eval_write_scores_and_media(av_workdir):
     for media in report["media"]:
         _assert_plays_with_sound(av_workdir / "eval" / media["mp4"], 16, 8)
         wave, rate = read_wav(av_workdir / "eval" / media["wav"])
-        assert rate == 16000 and wave.shape == (1, 32000)
+        assert rate == 8000 and wave.shape == (1, 16000)  # 2 s at the DAC-VAE's 8 kHz
 
 
 def test_sample_video_to_audio_of_a_longer_file(av_workdir, tmp_path):
@@ -68,7 +68,7 @@ def test_sample_video_to_audio_of_a_longer_file(av_workdir, tmp_path):
     from data_pipelines.shapes_av import render_av_clip
     import numpy as np
     clip = render_av_clip("red", "circle", "left", frames=24, height=32, width=32, fps=12,
-                          sample_rate=16000, rng=np.random.default_rng(0))
+                          sample_rate=8000, rng=np.random.default_rng(0))
     source = tmp_path / "in.mp4"
     write_mp4(source, clip.video, fps=12, scale=2)
     out = tmp_path / "out"
@@ -76,7 +76,7 @@ def test_sample_video_to_audio_of_a_longer_file(av_workdir, tmp_path):
           "--steps=2", "--prompt=a red circle")
     written = json.loads((out / "samples.json").read_text())[str(source)]
     _assert_plays_with_sound(out / written["mp4"], 24, 12)
-    assert read_wav(out / written["wav"])[0].shape == (1, 32000)
+    assert read_wav(out / written["wav"])[0].shape == (1, 16000)
 
 
 def test_sample_audio_adds_sound_to_sampled_videos(av_workdir, tmp_path):

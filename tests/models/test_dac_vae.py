@@ -68,6 +68,10 @@ def test_lengths_padding_and_reconstruction_through_a_posterior_sample(tiny):
     other, _ = run(params, audio, jax.random.key(2))
     np.testing.assert_array_equal(again[0], recon)  # the key alone decides the sample
     assert not np.allclose(other[0], recon)
+    # No key: through the posterior mean (train_latent="mean"), the decode of the mean.
+    through_mean = jax.jit(lambda p, a: model.bind(p)(a, None)[0])(params, audio)
+    np.testing.assert_allclose(through_mean, full[:, :samples], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(through_mean, recon)
     # The sample is mean + exp(logvar / 2) * eps: gradients reach the encoder through both.
     loss = lambda p: jnp.sum(model.bind(p)(audio, jax.random.key(1))[0] ** 2)
     grads = jax.jit(jax.grad(loss))(params)
@@ -163,5 +167,20 @@ def test_config_validation_names_the_key():
     cfg.decoder_dim = 42  # two halvings need a multiple of 4
     with pytest.raises(ValueError, match="dac_vae.decoder_dim"):
         validate_dac_vae(cfg)
+    cfg = _tiny()
+    cfg.train_latent = "sample"
+    with pytest.raises(ValueError, match="dac_vae.train_latent"):
+        validate_dac_vae(cfg)
     with pytest.raises(ValueError, match="unknown"):
         dac_vae_config("huge")
+
+
+def test_quickstart_preset_is_8khz_to_50hz_and_round_trips_lengths():
+    cfg = dac_vae_config("quickstart")
+    assert (cfg.sample_rate, hop_length(cfg), latent_rate(cfg)) == (8000, 160, 50.0)
+    model = _model(cfg)
+    two_seconds = jax.ShapeDtypeStruct((1, 16000, 1), jnp.float32)
+    params = model.abstract_params()
+    mean, _ = jax.eval_shape(lambda p, a: model.bind(p).encode(a), params, two_seconds)
+    recon = jax.eval_shape(lambda p, z: model.bind(p).decode(z), params, mean)
+    assert mean.shape == (1, 100, 15) and recon.shape == (1, 16000, 1)

@@ -18,7 +18,7 @@ def test_quickstart_av_is_a_valid_audio_experiment():
 @pytest.mark.parametrize("key, value, message", [
     ("data.source", "shapes", "needs data with sound: data.source='shapes'"),
     ("data.audio_sample_rate", 48000, "data.audio_sample_rate=48000 differs from "
-                                      "dac_vae.sample_rate=16000"),
+                                      "dac_vae.sample_rate=8000"),
 ])
 def test_bad_audio_config_is_named(tmp_path, key, value, message):
     cfg = _cfg()

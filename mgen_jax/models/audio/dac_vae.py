@@ -165,9 +165,11 @@ class DacVAE(nnx.Module):
         audio = self.decoder(self.bottleneck.features(z))
         return audio[:, :num_samples] if num_samples is not None else audio
 
-    def __call__(self, audio: jax.Array, key: jax.Array
+    def __call__(self, audio: jax.Array, key: jax.Array | None
                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Reconstruction through a posterior sample (reparameterised); (recon, mean, logvar)."""
+        """Reconstruction through a posterior sample (reparameterised), or through the posterior
+        mean when key is None; (recon, mean, logvar)."""
         mean, logvar = self.encode(audio)
-        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+        z = mean if key is None else (
+            mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype))
         return self.decode(z, audio.shape[1]), mean, logvar
