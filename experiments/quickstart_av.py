@@ -11,10 +11,9 @@ for held-out colour/shape/direction combinations and scores pitch accuracy and c
 (evaluation/av_report.py), multi-diffusion on 3x longer clips, and writes mp4s with sound.
 `arg` "smoke": a seconds-long wiring check.
 
-Status (2026-12-02): runs end to end in ~30 min on 2 loaded cores, but the sound is not yet
-right (held-out pitch accuracy at chance, no clicks): the tiny DAC-VAE does not learn to
-reconstruct the tones in this budget (its own reconstructions score chance; README, "Movie Gen
-Audio"). The audio DiT fits its latents.
+Status (2026-12-02): `mgen train` 656 s on an idle 2-core CPU; held-out pitch accuracy 0.667
+(the DAC-VAE renders four of the six notes, and the audio DiT picks the right one of those
+every time), clicks a median 132 ms from the bounces (README, "Movie Gen Audio").
 """
 from mgen_jax.configs.dac_vae import dac_vae_config
 from mgen_jax.configs.schema import default_experiment
