@@ -181,4 +181,3 @@ def test_config_validation_names_the_key():
         validate_dac_vae(cfg)
     with pytest.raises(ValueError, match="unknown"):
         dac_vae_config("huge")
-
